@@ -1,0 +1,272 @@
+"""The Qwen3 text decoder in llama.cpp, driven through llama-cpp-python's low-level API.
+
+Prompt segments go in as token batches or embedding batches (`llama_batch` with `embd` set and
+`token` NULL); every row gets explicit positions, four entries per row for the M-RoPE `qwen3vl`
+layout (section-major: pos[s*n + i]), all equal since audio-only input has equal components.
+Greedy decoding reuses one preallocated one-token batch, so a step costs one `llama_decode`
+call and one argmax over the logits.
+"""
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import gguf_names as names
+from .errors import AsrggufError
+
+_LOG_CB = None
+_LOG_LINES: list[str] = []
+
+
+def quiet_llama_logs() -> None:
+    """Route llama.cpp's log to a small buffer (errors are reported through AsrggufError)."""
+    global _LOG_CB
+    if _LOG_CB is not None:
+        return
+    import llama_cpp.llama_cpp as L
+
+    @L.llama_log_callback
+    def _cb(level, text, user_data):
+        if os.environ.get("ASRGGUF_LLAMA_LOG"):
+            os.write(2, text)
+        _LOG_LINES.append(text.decode("utf-8", "replace"))
+        del _LOG_LINES[:-50]
+
+    _LOG_CB = _cb
+    L.llama_log_set(_LOG_CB, ctypes.c_void_p())
+    try:
+        import llama_cpp.mtmd_cpp as M
+
+        M.mtmd_log_set(_LOG_CB, ctypes.c_void_p())
+    except (ImportError, AttributeError):
+        pass
+
+
+def last_llama_error() -> str:
+    for line in reversed(_LOG_LINES):
+        line = line.strip()
+        if line and ("error" in line.lower() or "failed" in line.lower()):
+            return line
+    return ""
+
+
+class _Batch:
+    """A llama_batch over numpy arrays we own (kept alive as long as this object)."""
+
+    def __init__(self, capacity: int, n_embd: int | None, n_pos: int, seq_capacity: int = 1):
+        import llama_cpp.llama_cpp as L
+
+        self.capacity, self.n_embd, self.n_pos = capacity, n_embd, n_pos
+        self.token = np.zeros(capacity, np.int32) if n_embd is None else None
+        self.embd = np.zeros((capacity, n_embd), np.float32) if n_embd is not None else None
+        self.pos = np.zeros(capacity * n_pos, np.int32)
+        self.n_seq_id = np.ones(capacity, np.int32)
+        self.seq_id_store = np.zeros((capacity, seq_capacity), np.int32)
+        ptr_t = ctypes.POINTER(L.llama_seq_id)
+        base = self.seq_id_store.ctypes.data
+        self.seq_ptrs = (ptr_t * capacity)(*[ctypes.cast(base + i * seq_capacity * 4, ptr_t)
+                                             for i in range(capacity)])
+        self.logits = np.zeros(capacity, np.int8)
+        self.struct = L.llama_batch()
+        self.struct.token = self.token.ctypes.data_as(ctypes.POINTER(L.llama_token)) if self.token is not None else None
+        self.struct.embd = self.embd.ctypes.data_as(ctypes.POINTER(ctypes.c_float)) if self.embd is not None else None
+        self.struct.pos = self.pos.ctypes.data_as(ctypes.POINTER(L.llama_pos))
+        self.struct.n_seq_id = self.n_seq_id.ctypes.data_as(ctypes.POINTER(ctypes.c_int32))
+        self.struct.seq_id = self.seq_ptrs
+        self.struct.logits = self.logits.ctypes.data_as(ctypes.POINTER(ctypes.c_int8))
+
+    def fill(self, n: int, start_pos: np.ndarray | int, seq: np.ndarray | int = 0, want_logits_last: bool = False):
+        """Positions start_pos..start_pos+n-1 (one or per-row), one sequence id per row."""
+        p = np.asarray(start_pos, np.int32) + (0 if np.ndim(start_pos) else np.arange(n, dtype=np.int32))
+        for s in range(self.n_pos):
+            self.pos[s * n:(s + 1) * n] = p
+        self.seq_id_store[:n, 0] = seq
+        self.logits[:n] = 0
+        if want_logits_last:
+            self.logits[n - 1] = 1
+        self.struct.n_tokens = n
+
+
+@dataclass
+class DecoderOptions:
+    n_ctx: int = 4096
+    n_batch: int = 512
+    n_threads: int | None = None
+    n_gpu_layers: int | None = None   # None: all when a GPU backend is built in
+    flash_attn: bool | None = None    # None: off on CPU (faster decode there), auto with a GPU
+    kv_f32: bool | None = None        # None: f32 KV for f32 decoders (exact mode), else f16
+    n_seq: int = 1
+
+
+class Decoder:
+    """A loaded qwen3vl decoder GGUF and one llama.cpp context."""
+
+    def __init__(self, path: str | Path, opts: DecoderOptions | None = None):
+        import llama_cpp.llama_cpp as L
+
+        from .gguf_file import read_kv
+
+        self.L = L
+        opts = opts or DecoderOptions()
+        path = str(path)
+        p = Path(path)
+        if not p.is_file():
+            raise AsrggufError(f"{path}: no such decoder file")
+        kv = read_kv(p, {"general.architecture", "general.file_type"})
+        arch = kv.get("general.architecture")
+        if arch not in (names.TEXT_ARCH, "qwen3"):
+            raise AsrggufError(f"{path}: decoder architecture is {arch!r}, expected {names.TEXT_ARCH!r} "
+                               f"(a Qwen3-ASR text decoder GGUF)")
+        self.n_pos = 4 if arch == names.TEXT_ARCH else 1
+        file_type = int(kv.get("general.file_type", 0))
+        quiet_llama_logs()
+        L.llama_backend_init()
+        mp = L.llama_model_default_params()
+        gpu = bool(L.llama_supports_gpu_offload())
+        mp.n_gpu_layers = (999 if gpu else 0) if opts.n_gpu_layers is None else opts.n_gpu_layers
+        self.model = L.llama_model_load_from_file(path.encode(), mp)
+        if not self.model:
+            raise AsrggufError(f"{path}: llama.cpp could not load the decoder"
+                               + (f" ({last_llama_error()})" if last_llama_error() else ""))
+        self.vocab = L.llama_model_get_vocab(self.model)
+        self.n_embd = L.llama_model_n_embd_inp(self.model)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        self.path = path
+        self.file_type = file_type
+        self.opts = opts
+        self.gpu = gpu
+        self.ctx = None
+        self.n_batch = min(opts.n_batch, opts.n_ctx)
+        self._make_ctx(opts.n_ctx)
+        self._tok_batch = _Batch(self.n_batch, None, self.n_pos, 1)
+        self._emb_batch = _Batch(self.n_batch, self.n_embd, self.n_pos, 1)
+        self._step = _Batch(max(1, opts.n_seq), None, self.n_pos, 1)
+        self.im_end = self.token_id("<|im_end|>")
+        self.endoftext = self.token_id("<|endoftext|>")
+
+    def _make_ctx(self, n_ctx: int) -> None:
+        L, opts = self.L, self.opts
+        if self.ctx:
+            L.llama_free(self.ctx)
+            self.ctx = None
+        cp = L.llama_context_default_params()
+        cp.n_ctx = n_ctx
+        cp.n_batch = cp.n_ubatch = self.n_batch
+        cp.n_seq_max = opts.n_seq
+        threads = opts.n_threads or os.cpu_count() or 1
+        cp.n_threads = cp.n_threads_batch = threads
+        exact = self.file_type == 0 if opts.kv_f32 is None else opts.kv_f32
+        if opts.flash_attn is None:
+            cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_AUTO if self.gpu else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        else:
+            cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        if exact:  # f32 decoder: f32 everywhere, no flash attention (both cost ~1e-4..1e-3 relative)
+            cp.type_k = cp.type_v = L.GGML_TYPE_F32
+            cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        cp.no_perf = True
+        self.ctx = L.llama_init_from_model(self.model, cp)
+        if not self.ctx:
+            raise AsrggufError(f"{self.path}: llama.cpp could not create a context (n_ctx={n_ctx})"
+                               + (f": {last_llama_error()}" if last_llama_error() else ""))
+        self.n_ctx = L.llama_n_ctx(self.ctx)
+
+    def ensure_ctx(self, n_tokens: int) -> None:
+        """Grow the context (KV cache) when a request needs more positions than it holds."""
+        if n_tokens > self.n_ctx:
+            self._make_ctx(-(-n_tokens // 1024) * 1024)
+
+    # --- vocabulary
+    def tokenize(self, text: str, parse_special: bool = True) -> list[int]:
+        L = self.L
+        data = text.encode("utf-8")
+        buf = (L.llama_token * (len(data) + 8))()
+        n = L.llama_tokenize(self.vocab, data, len(data), buf, len(buf), False, parse_special)
+        if n < 0:
+            raise AsrggufError("internal error: tokenizer buffer too small")
+        return list(buf[:n])
+
+    def token_id(self, piece: str) -> int:
+        ids = self.tokenize(piece, parse_special=True)
+        if len(ids) != 1:
+            raise AsrggufError(f"{self.path}: vocabulary has no token {piece!r}")
+        return ids[0]
+
+    def piece_bytes(self, token: int, special: bool = False) -> bytes:
+        buf = ctypes.create_string_buffer(256)
+        n = self.L.llama_token_to_piece(self.vocab, int(token), buf, 256, 0, special)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self.L.llama_token_to_piece(self.vocab, int(token), buf, -n, 0, special)
+        return buf.raw[:n]
+
+    def detokenize(self, ids) -> str:
+        """Bytes of each token, control tokens dropped (as skip_special_tokens=True)."""
+        return b"".join(self.piece_bytes(t) for t in ids).decode("utf-8", errors="replace")
+
+    # --- evaluation
+    def clear(self, seq: int = -1) -> None:
+        mem = self.L.llama_get_memory(self.ctx)
+        if seq < 0:
+            self.L.llama_memory_clear(mem, True)
+        else:
+            self.L.llama_memory_seq_rm(mem, seq, -1, -1)
+
+    def _decode(self, batch: _Batch) -> None:
+        rc = self.L.llama_decode(self.ctx, batch.struct)
+        if rc != 0:
+            raise AsrggufError(f"llama_decode failed (code {rc}): "
+                               + ("the context is full" if rc == 1 else last_llama_error() or "see llama.cpp log"))
+
+    def eval_tokens(self, ids, pos0: int, seq: int = 0, logits_last: bool = False) -> int:
+        ids = np.asarray(ids, np.int32)
+        b = self._tok_batch
+        for s in range(0, len(ids), self.n_batch):
+            part = ids[s:s + self.n_batch]
+            b.token[:len(part)] = part
+            b.fill(len(part), pos0 + s, seq, logits_last and s + len(part) == len(ids))
+            self._decode(b)
+        return pos0 + len(ids)
+
+    def eval_embeddings(self, emb: np.ndarray, pos0: int, seq: int = 0, logits_last: bool = False) -> int:
+        emb = np.ascontiguousarray(emb, np.float32)
+        if emb.ndim != 2 or emb.shape[1] != self.n_embd:
+            raise AsrggufError(f"audio embeddings have width {emb.shape[-1]}, the decoder expects {self.n_embd} "
+                               f"(the mmproj does not belong to this decoder)")
+        b = self._emb_batch
+        for s in range(0, len(emb), self.n_batch):
+            part = emb[s:s + self.n_batch]
+            b.embd[:len(part)] = part
+            b.fill(len(part), pos0 + s, seq, logits_last and s + len(part) == len(emb))
+            self._decode(b)
+        return pos0 + len(emb)
+
+    def logits(self, i: int = -1) -> np.ndarray:
+        ptr = self.L.llama_get_logits_ith(self.ctx, i)
+        return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
+
+    def step(self, tokens, positions, seqs) -> None:
+        """One decode step for several sequences at once: token[i] at positions[i] in seqs[i]."""
+        b = self._step
+        n = len(tokens)
+        b.token[:n] = tokens
+        b.fill(n, np.asarray(positions, np.int32), np.asarray(seqs, np.int32))
+        b.logits[:n] = 1
+        self._decode(b)
+
+    def close(self) -> None:
+        if getattr(self, "ctx", None):
+            self.L.llama_free(self.ctx)
+            self.ctx = None
+        if getattr(self, "model", None):
+            self.L.llama_model_free(self.model)
+            self.model = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

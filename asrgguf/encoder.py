@@ -1,0 +1,255 @@
+"""The Qwen3-ASR audio tower in PyTorch, run windowed as in training, with weights from an mmproj GGUF.
+
+Same computation as the official `Qwen3ASRAudioEncoder`: mel features cut into chunks of
+2*n_window frames, three stride-2 3x3 convs with GELU, conv_out, sinusoidal positions restarting in
+every chunk, pre-LN transformer layers whose attention stays inside windows of n_window_infer mel
+frames (13 * n_window_infer / (2*n_window) encoder frames), ln_post, proj1, GELU, proj2.
+Windows are computed as one batch (no n x n mask): time and memory grow linearly with the audio.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import gguf_names as names
+from .errors import AsrggufError
+
+
+@dataclass(frozen=True)
+class EncoderParams:
+    num_mel_bins: int = 128
+    d_model: int = 896
+    encoder_layers: int = 18
+    encoder_attention_heads: int = 14
+    encoder_ffn_dim: int = 3584
+    output_dim: int = 1024
+    downsample_hidden_size: int = 480
+    n_window: int = 50
+    n_window_infer: int = 800
+    max_source_positions: int = 1500
+    sample_rate: int = 16000
+    hop_length: int = 160
+    n_fft: int = 400
+
+    @property
+    def chunk_frames(self) -> int:
+        return 2 * self.n_window
+
+
+def output_length(n_mel_frames: int, chunk: int = 100) -> int:
+    """Encoder frames for n mel frames (the official `_get_feat_extract_output_lengths`)."""
+    rest = n_mel_frames % chunk
+    r = (rest - 1) // 2 + 1
+    return ((r - 1) // 2 + 1 - 1) // 2 + 1 + (n_mel_frames // chunk) * 13
+
+
+def _conv_len(n: int) -> int:
+    for _ in range(3):
+        n = (n - 1) // 2 + 1
+    return n
+
+
+class _Attention(nn.Module):
+    def __init__(self, d: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(d, d) for _ in range(4))
+
+    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
+        nw, w, d = x.shape
+        hd = d // self.heads
+
+        def split(t):
+            return t.view(nw, w, self.heads, hd).transpose(1, 2)
+        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+        return self.out_proj(o.transpose(1, 2).reshape(nw, w, d))
+
+
+class _Layer(nn.Module):
+    def __init__(self, p: EncoderParams):
+        super().__init__()
+        d = p.d_model
+        self.self_attn = _Attention(d, p.encoder_attention_heads)
+        self.self_attn_layer_norm = nn.LayerNorm(d)
+        self.final_layer_norm = nn.LayerNorm(d)
+        self.fc1 = nn.Linear(d, p.encoder_ffn_dim)
+        self.fc2 = nn.Linear(p.encoder_ffn_dim, d)
+
+    def forward(self, x, key_mask):
+        x = x + self.self_attn(self.self_attn_layer_norm(x), key_mask)
+        return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
+
+
+class AudioEncoder(nn.Module):
+    """Parameter names are the official ones (without `thinker.audio_tower.`)."""
+
+    CONV_BATCH = 32  # chunks per conv batch: bounds the conv activations (about 6 MB a chunk)
+
+    def __init__(self, p: EncoderParams):
+        super().__init__()
+        self.params = p
+        C = p.downsample_hidden_size
+        self.conv2d1 = nn.Conv2d(1, C, 3, 2, padding=1)
+        self.conv2d2 = nn.Conv2d(C, C, 3, 2, padding=1)
+        self.conv2d3 = nn.Conv2d(C, C, 3, 2, padding=1)
+        f = (((p.num_mel_bins + 1) // 2 + 1) // 2 + 1) // 2
+        self.conv_out = nn.Linear(C * f, p.d_model, bias=False)
+        self.layers = nn.ModuleList(_Layer(p) for _ in range(p.encoder_layers))
+        self.ln_post = nn.LayerNorm(p.d_model)
+        self.proj1 = nn.Linear(p.d_model, p.d_model)
+        self.proj2 = nn.Linear(p.d_model, p.output_dim)
+        inc = np.log(10000.0) / (p.d_model // 2 - 1)
+        inv = torch.exp(-inc * torch.arange(p.d_model // 2).float())
+        t = torch.arange(p.max_source_positions)[:, None] * inv[None, :]
+        self.register_buffer("positions", torch.cat([torch.sin(t), torch.cos(t)], dim=1), persistent=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.proj2.weight.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.proj2.weight.device
+
+    def _frontend(self, feats: torch.Tensor) -> torch.Tensor:
+        """(n_mels, L) -> (T, d_model): per-chunk convs, conv_out and positions, valid frames only."""
+        cf = self.params.chunk_frames
+        L = feats.shape[1]
+        n_full, tail = divmod(L, cf)
+        n_chunks = n_full + (1 if tail else 0)
+        # as the official pad_sequence: the tail chunk is zero-padded to the longest chunk
+        width = cf if n_full else tail
+        padded = feats.new_zeros((n_chunks * width, feats.shape[0]))
+        padded[:L] = feats.T
+        chunks = padded.view(n_chunks, width, -1).transpose(1, 2).unsqueeze(1)  # (n, 1, mel, width)
+        valid = [13 if n_full and i < n_full else _conv_len(tail) for i in range(n_chunks)]
+        if not n_full:
+            valid = [_conv_len(tail)]
+        outs = []
+        for start in range(0, n_chunks, self.CONV_BATCH):
+            x = chunks[start:start + self.CONV_BATCH]
+            x = F.gelu(self.conv2d1(x))
+            x = F.gelu(self.conv2d2(x))
+            x = F.gelu(self.conv2d3(x))
+            b, c, f, t = x.shape
+            x = self.conv_out(x.permute(0, 3, 1, 2).reshape(b, t, c * f))
+            x = x + self.positions[:t].to(x.dtype)
+            for j in range(b):
+                outs.append(x[j, :valid[start + j]])
+        return torch.cat(outs, dim=0)
+
+    def window_frames(self) -> int:
+        p = self.params
+        return 13 * (p.n_window_infer // p.chunk_frames)
+
+    @torch.inference_mode()
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        """Log-mel (n_mels, L) -> audio embeddings (output_length(L), output_dim)."""
+        feats = feats.to(self.device, self.dtype)
+        x = self._frontend(feats)
+        T, d = x.shape
+        W = self.window_frames()
+        nw = math.ceil(T / W)
+        key_mask = None
+        if nw * W != T:
+            x = torch.cat([x, x.new_zeros((nw * W - T, d))])
+            key_mask = torch.ones((nw, 1, 1, W), dtype=torch.bool, device=x.device)
+            key_mask[-1, ..., T - (nw - 1) * W:] = False
+        x = x.view(nw, W, d)
+        for layer in self.layers:
+            x = layer(x, key_mask)
+        x = x.reshape(nw * W, d)[:T]
+        x = self.proj2(F.gelu(self.proj1(self.ln_post(x))))
+        return x
+
+
+# --- loading
+
+def params_from_gguf(reader) -> EncoderParams:
+    from .gguf_file import field
+
+    proj = field(reader, "clip.audio.projector_type")
+    if field(reader, "general.architecture") != "clip" or proj != names.MMPROJ_PROJECTOR:
+        raise AsrggufError(f"{reader.path}: not a Qwen3-ASR audio encoder (mmproj projector "
+                           f"{proj!r}, expected {names.MMPROJ_PROJECTOR!r})")
+    t = {x.name: x for x in reader.tensors}
+    conv = t["a.conv2d.1.weight"]
+    d = EncoderParams(
+        num_mel_bins=int(field(reader, "clip.audio.num_mel_bins")),
+        d_model=int(field(reader, "clip.audio.embedding_length")),
+        encoder_layers=int(field(reader, "clip.audio.block_count")),
+        encoder_attention_heads=int(field(reader, "clip.audio.attention.head_count")),
+        encoder_ffn_dim=int(field(reader, "clip.audio.feed_forward_length")),
+        output_dim=int(field(reader, "clip.audio.projection_dim")),
+        downsample_hidden_size=int(conv.shape[-1]),
+        n_window=int(field(reader, names.KEY_N_WINDOW, names.AUDIO_DEFAULTS[names.KEY_N_WINDOW])),
+        n_window_infer=int(field(reader, names.KEY_N_WINDOW_INFER, names.AUDIO_DEFAULTS[names.KEY_N_WINDOW_INFER])),
+        sample_rate=int(field(reader, names.KEY_SAMPLE_RATE, names.AUDIO_DEFAULTS[names.KEY_SAMPLE_RATE])),
+        hop_length=int(field(reader, names.KEY_HOP_LENGTH, names.AUDIO_DEFAULTS[names.KEY_HOP_LENGTH])),
+        n_fft=int(field(reader, names.KEY_N_FFT, names.AUDIO_DEFAULTS[names.KEY_N_FFT])),
+    )
+    if names.AUDIO_POSITION in t:
+        d = EncoderParams(**{**d.__dict__, "max_source_positions": int(t[names.AUDIO_POSITION].shape[-1])})
+    return d
+
+
+def load_from_gguf(path: str | Path, device="cpu", dtype=torch.float32) -> AudioEncoder:
+    from .gguf_file import open_gguf, tensor_to_numpy
+
+    reader = open_gguf(path, "audio encoder (mmproj)")
+    p = params_from_gguf(reader)
+    with torch.device("meta"):
+        enc = AudioEncoder(p)
+    state = {}
+    for t in reader.tensors:
+        if t.name == names.AUDIO_POSITION:
+            continue
+        try:
+            key = names.audio_from_gguf(t.name)
+        except KeyError:
+            continue
+        arr = tensor_to_numpy(t)
+        if key.startswith("conv2d") and key.endswith(".bias"):
+            arr = arr.reshape(-1)
+        state[key] = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
+    return _finish(enc, state, device, dtype, str(path))
+
+
+def load_from_checkpoint(ck, device="cpu", dtype=torch.float32) -> AudioEncoder:
+    a, pre = ck.audio_config, ck.preprocessor()
+    p = EncoderParams(num_mel_bins=a["num_mel_bins"], d_model=a["d_model"], encoder_layers=a["encoder_layers"],
+                      encoder_attention_heads=a["encoder_attention_heads"], encoder_ffn_dim=a["encoder_ffn_dim"],
+                      output_dim=a["output_dim"], downsample_hidden_size=a["downsample_hidden_size"],
+                      n_window=a.get("n_window", 50), n_window_infer=a.get("n_window_infer", 800),
+                      max_source_positions=a.get("max_source_positions", 1500),
+                      sample_rate=pre.get("sampling_rate", 16000), hop_length=pre.get("hop_length", 160),
+                      n_fft=pre.get("n_fft", 400))
+    with torch.device("meta"):
+        enc = AudioEncoder(p)
+    state = {name: torch.from_numpy(ck.read("audio", name)) for kind, name in ck.tensor_keys if kind == "audio"}
+    return _finish(enc, state, device, dtype, str(ck.path))
+
+
+def _finish(enc: AudioEncoder, state: dict, device, dtype, source: str) -> AudioEncoder:
+    expected = {k: v.shape for k, v in enc.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    if missing:
+        raise AsrggufError(f"{source}: audio encoder tensor '{missing[0]}' is missing")
+    for k, v in state.items():
+        if k in expected and tuple(v.shape) != tuple(expected[k]):
+            raise AsrggufError(f"{source}: audio encoder tensor '{k}' has shape {list(v.shape)}, "
+                               f"expected {list(expected[k])}")
+    enc.load_state_dict({k: v for k, v in state.items() if k in expected}, assign=True)
+    p = enc.params
+    inc = np.log(10000.0) / (p.d_model // 2 - 1)
+    inv = torch.exp(-inc * torch.arange(p.d_model // 2).float())
+    t = torch.arange(p.max_source_positions)[:, None] * inv[None, :]
+    enc.positions = torch.cat([torch.sin(t), torch.cos(t)], dim=1)
+    return enc.to(device=device, dtype=dtype).eval()

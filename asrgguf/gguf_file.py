@@ -1,0 +1,134 @@
+"""Open and check GGUF files (gguf-py's reader), with one-line errors for bad files."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .errors import AsrggufError
+
+
+def open_gguf(path: str | Path, what: str):
+    """A GGUFReader for `path`; AsrggufError if missing, not GGUF, or truncated."""
+    import gguf
+
+    p = Path(path)
+    if not p.exists():
+        raise AsrggufError(f"{p}: no such {what} file")
+    if p.is_dir():
+        raise AsrggufError(f"{p}: is a directory, not a GGUF {what} file")
+    with open(p, "rb") as f:
+        magic = f.read(4)
+    if magic != b"GGUF":
+        raise AsrggufError(f"{p}: not a GGUF file")
+    try:
+        reader = gguf.GGUFReader(str(p))
+    except Exception as e:
+        raise AsrggufError(f"{p}: corrupt or truncated GGUF file ({type(e).__name__})") from None
+    size = os.path.getsize(p)
+    end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
+    if end > size:
+        raise AsrggufError(f"{p}: truncated GGUF file ({size} bytes, tensors need {end})")
+    reader.path = str(p)
+    return reader
+
+
+def field(reader, key: str, default=None):
+    """A KV value as a Python scalar, string or list; `default` when absent."""
+    import gguf
+
+    f = reader.fields.get(key)
+    if f is None:
+        return default
+    T = gguf.GGUFValueType
+    if f.types[0] == T.STRING:
+        return bytes(f.parts[f.data[0]]).decode("utf-8")
+    if f.types[0] == T.ARRAY:
+        if f.types[-1] == T.STRING:
+            return [bytes(f.parts[i]).decode("utf-8") for i in f.data]
+        return [f.parts[i].tolist()[0] for i in f.data]
+    return f.parts[f.data[0]].tolist()[0]
+
+
+def tensor_to_numpy(t) -> np.ndarray:
+    """A reader tensor as float32 in torch (row-major) order, dequantized if needed."""
+    import gguf
+
+    Q = gguf.GGMLQuantizationType
+    shape = tuple(int(x) for x in reversed(t.shape))
+    if t.tensor_type in (Q.F32, Q.F16):
+        return np.asarray(t.data, dtype=np.float32).reshape(shape)
+    return gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape)
+
+
+_SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+
+
+def read_kv(path: str | Path, keys: set[str]) -> dict:
+    """The values of `keys` from a GGUF header, reading only as far as needed.
+
+    gguf-py's reader parses every array (a decoder's 150k-token vocabulary takes seconds);
+    this walks the KV section and stops once it has the keys asked for.
+    """
+    import struct
+
+    p = Path(path)
+    out: dict = {}
+    with open(p, "rb") as f:
+        head = f.read(24)
+        if len(head) < 24 or head[:4] != b"GGUF":
+            raise AsrggufError(f"{p}: not a GGUF file")
+        _, _, n_kv = struct.unpack("<IQQ", head[4:24])
+
+        def read(n):
+            b = f.read(n)
+            if len(b) != n:
+                raise AsrggufError(f"{p}: truncated GGUF file (header ends early)")
+            return b
+
+        def read_str():
+            (n,) = struct.unpack("<Q", read(8))
+            return read(n).decode("utf-8", "replace")
+
+        def read_val(t):
+            if t == 8:
+                return read_str()
+            if t == 9:
+                (st, n) = struct.unpack("<IQ", read(12))
+                if st == 8:
+                    return [read_str() for _ in range(n)]
+                fmt = _SCALAR[st]
+                size = struct.calcsize(fmt)
+                return list(struct.unpack(f"<{n}{fmt}", read(n * size)))
+            fmt = _SCALAR[t]
+            return struct.unpack(f"<{fmt}", read(struct.calcsize(fmt)))[0]
+
+        def skip_val(t):
+            if t == 8:
+                (n,) = struct.unpack("<Q", read(8))
+                f.seek(n, 1)
+            elif t == 9:
+                (st, n) = struct.unpack("<IQ", read(12))
+                if st == 8:
+                    for _ in range(n):
+                        (m,) = struct.unpack("<Q", read(8))
+                        f.seek(m, 1)
+                else:
+                    f.seek(n * struct.calcsize(_SCALAR[st]), 1)
+            else:
+                f.seek(struct.calcsize(_SCALAR[t]), 1)
+
+        try:
+            for _ in range(n_kv):
+                if keys <= out.keys():
+                    break
+                key = read_str()
+                (t,) = struct.unpack("<I", read(4))
+                if key in keys:
+                    out[key] = read_val(t)
+                else:
+                    skip_val(t)
+        except (KeyError, struct.error):
+            raise AsrggufError(f"{p}: corrupt GGUF header") from None
+    return out

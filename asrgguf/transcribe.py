@@ -1,0 +1,222 @@
+"""`Transcriber`: audio -> log-mel -> PyTorch encoder -> prompt + embeddings -> llama.cpp -> text."""
+from __future__ import annotations
+
+import glob
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import audio as audio_mod
+from .decoder import Decoder, DecoderOptions
+from .encoder import AudioEncoder, load_from_gguf, output_length
+from .errors import AsrggufError
+from .features import LogMel
+from .languages import normalize_language
+from .output import parse_asr_output
+from .prompt import build_prompt
+
+DEFAULT_MAX_NEW_TOKENS = 512  # the official wrapper's default
+
+
+@dataclass
+class Result:
+    language: str
+    text: str
+    raw: str
+    token_ids: list[int]
+    timings: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    device = (device or "auto").lower()
+    if device == "auto":
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise AsrggufError("--device cuda: this torch has no CUDA device")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise AsrggufError("--device mps: this torch has no MPS device")
+    if device not in ("cpu", "cuda", "mps"):
+        raise AsrggufError(f"unknown --device {device!r} (auto, cpu, cuda, mps)")
+    return torch.device(device)
+
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
+           "f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+
+
+def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+    dtype = (dtype or "auto").lower()
+    if dtype == "auto":
+        return torch.float32 if device.type == "cpu" else torch.float16
+    if dtype not in _DTYPES:
+        raise AsrggufError(f"unknown --dtype {dtype!r} (auto, float32, float16, bfloat16)")
+    return _DTYPES[dtype]
+
+
+def find_mmproj(decoder_path: str | Path) -> Path:
+    """The mmproj-*.gguf beside a decoder; the one naming the same model when there are several."""
+    dec = Path(decoder_path)
+    found = sorted(Path(p) for p in glob.glob(str(dec.parent / "mmproj-*.gguf")))
+    if not found:
+        raise AsrggufError(f"{dec}: no mmproj-*.gguf beside the decoder; pass --mmproj")
+    if len(found) == 1:
+        return found[0]
+    stem = dec.name[:-len(".gguf")] if dec.name.endswith(".gguf") else dec.name
+    base = stem.rsplit("-", 1)[0]
+    same = [p for p in found if p.name.startswith(f"mmproj-{base}-")] or found
+    for pref in ("f16", "f32", "bf16", "q8_0"):
+        for p in same:
+            if p.name.endswith(f"-{pref}.gguf"):
+                return p
+    return same[0]
+
+
+class Transcriber:
+    """Qwen3-ASR with a PyTorch encoder and a llama.cpp GGUF decoder."""
+
+    def __init__(self, encoder: AudioEncoder, decoder: Decoder, model_info: dict, load_s: float = 0.0,
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS):
+        self.encoder = encoder
+        self.decoder = decoder
+        p = encoder.params
+        self.features = LogMel(p.num_mel_bins, p.n_fft, p.hop_length, p.sample_rate, device=encoder.device)
+        self.model_info = model_info
+        self.load_s = load_s
+        self.max_new_tokens = max_new_tokens
+        if p.output_dim != decoder.n_embd:
+            raise AsrggufError(f"{model_info.get('mmproj')}: encoder output width {p.output_dim} does not match "
+                               f"the decoder's {decoder.n_embd} ({model_info.get('decoder')}): not a matching pair")
+        self.stop_ids = {decoder.im_end, decoder.endoftext}
+        self._audio_pad = decoder.token_id("<|audio_pad|>")
+
+    @classmethod
+    def from_gguf(cls, decoder: str | Path, mmproj: str | Path | None = None, device: str = "auto",
+                  dtype: str = "auto", n_gpu_layers: int | None = None, threads: int | None = None,
+                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, n_ctx: int = 4096,
+                  flash_attn: bool | None = None) -> "Transcriber":
+        t0 = time.perf_counter()
+        mm = Path(mmproj) if mmproj else find_mmproj(decoder)
+        dev = pick_device(device)
+        dt = pick_dtype(dtype, dev)
+        if threads:
+            torch.set_num_threads(threads)
+        enc = load_from_gguf(mm, device=dev, dtype=dt)
+        dec = Decoder(decoder, DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers,
+                                              flash_attn=flash_attn))
+        info = {"decoder": str(decoder), "mmproj": str(mm), "encoder_device": dev.type,
+                "encoder_dtype": str(dt).replace("torch.", "")}
+        return cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens)
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, outtype: str = "q8_0", cache_dir: str | Path | None = None,
+                        **kw) -> "Transcriber":
+        """Quantize a Hugging Face checkpoint once into a cache, then load the GGUF pair from there."""
+        from .convert import output_paths, quantize_checkpoint
+
+        model_dir = Path(model_dir)
+        if not model_dir.is_dir():
+            raise AsrggufError(f"{model_dir}: no such checkpoint directory")
+        cache = Path(cache_dir) if cache_dir else default_cache_dir() / model_dir.resolve().name
+        dec, mm = output_paths(model_dir, outtype, cache, "f32" if outtype == "f32" else "f16")
+        stamp = cache / f".source-{outtype}"
+        src_id = _checkpoint_stamp(model_dir)
+        if not (dec.exists() and mm.exists() and stamp.exists() and stamp.read_text() == src_id):
+            quantize_checkpoint(model_dir, outtype, cache, mmproj_type="f32" if outtype == "f32" else "f16")
+            stamp.write_text(src_id)
+        return cls.from_gguf(dec, mm, **kw)
+
+    # --- stages
+    def encode(self, wav: np.ndarray) -> tuple[np.ndarray, dict]:
+        t0 = time.perf_counter()
+        feats = self.features(wav)
+        if self.encoder.device.type != "cpu":
+            torch.cuda.synchronize() if self.encoder.device.type == "cuda" else None
+        t1 = time.perf_counter()
+        emb = self.encoder(feats).float().cpu().numpy()
+        t2 = time.perf_counter()
+        assert emb.shape[0] == output_length(feats.shape[1], self.encoder.params.chunk_frames)
+        return emb, {"features": t1 - t0, "encoder": t2 - t1}
+
+    def generate(self, emb: np.ndarray, language: str | None, context: str, max_new_tokens: int,
+                 bench_tokens: int | None = None) -> tuple[list[int], dict]:
+        dec = self.decoder
+        prompt = build_prompt(dec.tokenize, len(emb), context, language)
+        limit = bench_tokens if bench_tokens else max_new_tokens
+        dec.ensure_ctx(len(prompt) + limit)
+        dec.clear()
+        t0 = time.perf_counter()
+        pos = dec.eval_tokens(prompt.prefix, 0)
+        pos = dec.eval_embeddings(emb, pos, logits_last=not prompt.suffix)
+        if prompt.suffix:
+            pos = dec.eval_tokens(prompt.suffix, pos, logits_last=True)
+        logits = dec.logits(-1)
+        t1 = time.perf_counter()
+        ids: list[int] = []
+        while len(ids) < limit:
+            tok = int(np.argmax(logits))
+            if not bench_tokens and tok in self.stop_ids:
+                break
+            ids.append(tok)
+            if len(ids) >= limit:
+                break
+            dec.step([tok], [pos], [0])
+            pos += 1
+            logits = dec.logits(0)
+        t2 = time.perf_counter()
+        n_dec = max(0, len(ids) - 1)
+        return ids, {"prefill": t1 - t0, "decode": t2 - t1, "prompt_tokens": len(prompt),
+                     "generated_tokens": len(ids),
+                     "decode_tokens_per_s": (n_dec / (t2 - t1)) if t2 > t1 and n_dec else 0.0}
+
+    def transcribe(self, audio, language: str | None = None, context: str = "",
+                   max_new_tokens: int | None = None, bench_tokens: int | None = None) -> Result:
+        """audio: a file path, a 16 kHz mono float32 array, or (array, sample_rate)."""
+        lang = normalize_language(language)
+        t0 = time.perf_counter()
+        if isinstance(audio, (str, os.PathLike)):
+            wav = audio_mod.load(audio)
+        elif isinstance(audio, tuple):
+            wav = audio_mod.prepare(np.asarray(audio[0]), int(audio[1]))
+        else:
+            wav = audio_mod.prepare(np.asarray(audio), audio_mod.SAMPLE_RATE)
+        t_audio = time.perf_counter() - t0
+        if wav.size < self.encoder.params.hop_length:
+            raise AsrggufError(f"{audio if isinstance(audio, (str, os.PathLike)) else 'audio'}: "
+                               f"audio is too short ({wav.size} samples at 16 kHz)")
+        emb, t_enc = self.encode(wav)
+        ids, t_dec = self.generate(emb, lang, context, max_new_tokens or self.max_new_tokens, bench_tokens)
+        raw = self.decoder.detokenize(ids)
+        out_lang, text = parse_asr_output(raw, lang)
+        timings = {"load": self.load_s, "audio": t_audio, **t_enc, **t_dec, "audio_seconds": wav.size / 16000}
+        return Result(language=out_lang, text=text, raw=raw, token_ids=ids, timings=timings,
+                      model=dict(self.model_info))
+
+    def close(self):
+        self.decoder.close()
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("ASRGGUF_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "asrgguf")
+    return Path(base)
+
+
+def _checkpoint_stamp(model_dir: Path) -> str:
+    parts = []
+    for p in sorted(model_dir.glob("*")):
+        if p.is_file() and (p.suffix in (".safetensors", ".json", ".txt")):
+            st = p.stat()
+            parts.append(f"{p.name}:{st.st_size}:{int(st.st_mtime)}")
+    return "\n".join(parts)

@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Make a complete random-weight Qwen3-ASR checkpoint directory with the official classes.
+
+The directory is what `Qwen/Qwen3-ASR-*` publishes: config.json, safetensors (sharded when
+large), the Qwen2 byte-level BPE tokenizer with Qwen3-ASR's special tokens at their real ids,
+the chat template and preprocessor_config.json. The official `qwen-asr` package loads and
+runs it (layout "original"); `--layout hf` renames the tensors to the transformers-native
+`*-hf` layout, which only converters read.
+
+The tokenizer is the real Qwen2 BPE (vocab.json + merges.txt in tools/data/qwen2-bpe.tar.xz,
+taken from llama.cpp's models/ggml-vocab-qwen2.gguf), so llama.cpp's own converter recognises it.
+
+Weights are scaled (not the default 0.02 init) so that greedy output depends on the audio
+and varies from step to step: every linear layer has std 1/sqrt(fan_in) (activations keep their
+scale), token embeddings std 1, and the output head a gain that spreads the logits.
+
+    python tools/random_checkpoint.py OUT --size tiny [--mha] [--tied] [--layout hf]
+    python tools/random_checkpoint.py OUT --size 0.6b
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import sys
+import tarfile
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+BPE_ARCHIVE = HERE / "data" / "qwen2-bpe.tar.xz"
+
+# ids 151643.. of the real Qwen3-ASR tokenizer; names we don't know are reserved fillers
+_KNOWN_ADDED = {
+    151643: "<|endoftext|>", 151644: "<|im_start|>", 151645: "<|im_end|>",
+    151646: "<|object_ref_start|>", 151647: "<|object_ref_end|>", 151648: "<|box_start|>",
+    151649: "<|box_end|>", 151650: "<|quad_start|>", 151651: "<|quad_end|>",
+    151652: "<|vision_start|>", 151653: "<|vision_end|>", 151654: "<|vision_pad|>",
+    151655: "<|image_pad|>", 151656: "<|video_pad|>", 151657: "<tool_call>", 151658: "</tool_call>",
+    151659: "<|fim_prefix|>", 151660: "<|fim_middle|>", 151661: "<|fim_suffix|>",
+    151662: "<|fim_pad|>", 151663: "<|repo_name|>", 151664: "<|file_sep|>",
+    151665: "<tool_response>", 151666: "</tool_response>", 151667: "<think>", 151668: "</think>",
+    151669: "<|audio_start|>", 151670: "<|audio_end|>", 151676: "<|audio_pad|>",
+    151704: "<asr_text>",
+}
+FIRST_ADDED, LAST_ADDED = 151643, 151704
+NOT_SPECIAL = {"<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>",
+               "</think>", "<asr_text>"}
+
+CHAT_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' -}}"
+    "{%- if message['content'] is string -%}{{- message['content'] -}}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'audio' -%}{{- '<|audio_start|><|audio_pad|><|audio_end|>' -}}"
+    "{%- elif part['type'] == 'text' -%}{{- part['text'] -}}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}"
+    "{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+
+AUDIO_COMMON = dict(num_mel_bins=128, downsample_hidden_size=480, n_window=50, n_window_infer=800,
+                    conv_chunksize=500, max_source_positions=1500, activation_function="gelu")
+TEXT_COMMON = dict(num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8, head_dim=128,
+                   rope_theta=1e6, vocab_size=151936, rms_norm_eps=1e-6, hidden_act="silu",
+                   max_position_embeddings=65536,
+                   rope_scaling={"rope_type": "default", "mrope_section": [24, 20, 20],
+                                 "interleaved": True, "mrope_interleaved": True})
+SIZES = {
+    "0.6b": (dict(AUDIO_COMMON, d_model=896, encoder_layers=18, encoder_attention_heads=14,
+                  encoder_ffn_dim=3584, output_dim=1024),
+             dict(TEXT_COMMON, hidden_size=1024, intermediate_size=3072, tie_word_embeddings=True)),
+    "1.7b": (dict(AUDIO_COMMON, d_model=1024, encoder_layers=24, encoder_attention_heads=16,
+                  encoder_ffn_dim=4096, output_dim=2048),
+             dict(TEXT_COMMON, hidden_size=2048, intermediate_size=6144, tie_word_embeddings=True)),
+    # tiny: 4 encoder layers (llama.cpp's converter needs >= 4), several 100-frame chunks per window
+    "tiny": (dict(AUDIO_COMMON, d_model=64, encoder_layers=4, encoder_attention_heads=4,
+                  encoder_ffn_dim=128, output_dim=64, downsample_hidden_size=32),
+             dict(TEXT_COMMON, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                  rope_scaling={"rope_type": "default", "mrope_section": [4, 2, 2],
+                                "interleaved": True, "mrope_interleaved": True},
+                  tie_word_embeddings=False)),
+}
+
+
+def make_tokenizer():
+    from transformers import AddedToken, Qwen2TokenizerFast
+
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(BPE_ARCHIVE) as tar:
+        tar.extractall(tmp, filter="data")
+        tok = Qwen2TokenizerFast(
+            vocab_file=os.path.join(tmp, "vocab.json"), merges_file=os.path.join(tmp, "merges.txt"),
+            unk_token=None, bos_token=None, eos_token=None, pad_token=None,
+            errors="replace", clean_up_tokenization_spaces=False, model_max_length=131072,
+        )
+    base = len(tok)
+    assert base == FIRST_ADDED, base
+    for i in range(FIRST_ADDED, LAST_ADDED + 1):
+        name = _KNOWN_ADDED.get(i, f"<|reserved_{i}|>")
+        added = AddedToken(name, special=name not in NOT_SPECIAL, normalized=False)
+        if name in NOT_SPECIAL:
+            tok.add_tokens([added])
+        else:
+            tok.add_tokens([added], special_tokens=True)
+        assert tok.convert_tokens_to_ids(name) == i, (name, i)
+    tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
+    extra = {"audio_token": "<|audio_pad|>", "audio_bos_token": "<|audio_start|>",
+             "audio_eos_token": "<|audio_end|>"}
+    tok.extra_special_tokens = extra
+    tok._set_model_specific_special_tokens(special_tokens=extra)
+    assert len(tok) == LAST_ADDED + 1
+    return tok
+
+
+def make_config(size: str, mha: bool = False, tied: bool | None = None, text_layers: int | None = None,
+                audio_layers: int | None = None):
+    from qwen_asr.core.transformers_backend import Qwen3ASRConfig
+    from qwen_asr.inference.utils import SUPPORTED_LANGUAGES
+
+    audio, text = (dict(d) for d in SIZES[size])
+    if mha:
+        text["num_key_value_heads"] = text["num_attention_heads"]
+    if tied is not None:
+        text["tie_word_embeddings"] = tied
+    if text_layers:
+        text["num_hidden_layers"] = text_layers
+    if audio_layers:
+        audio["encoder_layers"] = audio_layers
+    tie = text["tie_word_embeddings"]
+    thinker = dict(audio_config=audio, text_config=text, audio_token_id=151676,
+                   audio_start_token_id=151669, user_token_id=872, tie_word_embeddings=tie)
+    cfg = Qwen3ASRConfig(thinker_config=thinker, support_languages=list(SUPPORTED_LANGUAGES))
+    cfg.architectures = ["Qwen3ASRForConditionalGeneration"]
+    cfg.tie_word_embeddings = tie
+    return cfg
+
+
+def scale_weights(model, seed: int, head_gain: float = 4.0):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    text_cfg = model.config.thinker_config.text_config
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("embed_tokens.weight"):
+                p.copy_(torch.randn(p.shape, generator=g))
+            elif name.endswith("lm_head.weight"):
+                p.copy_(torch.randn(p.shape, generator=g) * head_gain / math.sqrt(p.shape[1]))
+            elif p.ndim >= 2:  # linear and conv: keep activations at unit scale
+                fan_in = p[0].numel()
+                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
+            elif "norm" in name or "ln_post" in name:
+                if name.endswith(".weight"):
+                    p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
+                else:
+                    p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            else:  # biases
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        if text_cfg.tie_word_embeddings:
+            model.thinker.lm_head.weight = model.thinker.model.embed_tokens.weight
+
+
+def hf_layout_name(name: str) -> str:
+    """Original tensor name -> transformers-native (`*-hf`) name."""
+    for old, new in (("thinker.model.", "model.language_model."), ("thinker.audio_tower.", "model.audio_tower."),
+                     ("thinker.lm_head.", "lm_head.")):
+        if name.startswith(old):
+            return new + name[len(old):]
+    raise ValueError(name)
+
+
+def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = False, tied: bool | None = None,
+                     layout: str = "original", shard_size: str = "2GB", text_layers: int | None = None,
+                     audio_layers: int | None = None) -> Path:
+    import torch
+    from transformers import WhisperFeatureExtractor
+    from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration, Qwen3ASRProcessor
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = make_config(size, mha=mha, tied=tied, text_layers=text_layers, audio_layers=audio_layers)
+    torch.manual_seed(seed)
+    with torch.device("meta") if size != "tiny" else _nullctx():
+        model = Qwen3ASRForConditionalGeneration(cfg)
+    if size != "tiny":
+        model = model.to_empty(device="cpu")
+    model.eval()
+    scale_weights(model, seed)
+    if layout == "original":
+        model.save_pretrained(out, max_shard_size=shard_size, safe_serialization=True)
+    elif layout == "hf":
+        _save_hf_layout(model, cfg, out, shard_size)
+    else:
+        raise ValueError(f"unknown layout {layout}")
+    del model
+    tok = make_tokenizer()
+    fe = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=30,
+                                 n_fft=400, padding_value=0.0, return_attention_mask=True, dither=0.0)
+    proc = Qwen3ASRProcessor(feature_extractor=fe, tokenizer=tok, chat_template=CHAT_TEMPLATE)
+    proc.save_pretrained(out)
+    return out
+
+
+class _nullctx:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        return False
+
+
+def _save_hf_layout(model, cfg, out: Path, shard_size: str):
+    from huggingface_hub import split_torch_state_dict_into_shards
+    from safetensors.torch import save_file
+
+    sd = {}
+    for k, v in model.state_dict().items():
+        sd[hf_layout_name(k)] = v
+    if cfg.tie_word_embeddings:
+        sd.pop("lm_head.weight", None)
+    split = split_torch_state_dict_into_shards(sd, max_shard_size=shard_size)
+    for fname, keys in split.filename_to_tensors.items():
+        save_file({k: sd[k].contiguous() for k in keys}, str(out / fname), metadata={"format": "pt"})
+    if split.is_sharded:
+        index = {"metadata": {}, "weight_map": split.tensor_to_filename}
+        (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    cfg.save_pretrained(out)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--size", choices=sorted(SIZES), default="tiny")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mha", action="store_true", help="as many kv heads as query heads")
+    tie = ap.add_mutually_exclusive_group()
+    tie.add_argument("--tied", dest="tied", action="store_true", default=None)
+    tie.add_argument("--untied", dest="tied", action="store_false")
+    ap.add_argument("--layout", choices=["original", "hf"], default="original")
+    ap.add_argument("--shard-size", default="2GB")
+    ap.add_argument("--text-layers", type=int)
+    ap.add_argument("--audio-layers", type=int)
+    a = ap.parse_args(argv)
+    write_checkpoint(a.out, a.size, a.seed, a.mha, a.tied, a.layout, a.shard_size, a.text_layers, a.audio_layers)
+    print(a.out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
