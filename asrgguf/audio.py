@@ -7,6 +7,8 @@ asrgguf reads with soundfile where it can (the same samples) and with PyAV (FFmp
 """
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +18,33 @@ from .errors import AsrggufError
 SAMPLE_RATE = 16000
 
 
+@contextlib.contextmanager
+def _quiet_stderr():
+    """libsndfile's mp3 decoder prints notes about junk input straight to fd 2."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _read_soundfile(path: str) -> tuple[np.ndarray, int] | None:
     import soundfile as sf
 
-    try:
-        data, sr = sf.read(path, dtype="float32", always_2d=True)
+    try:  # exactly as librosa.load(path, sr=None, mono=False) reads (its soundfile path)
+        with _quiet_stderr(), sf.SoundFile(path) as f:
+            sr = f.samplerate
+            data = f.read(frames=-1, dtype="float32", always_2d=False).T
     except Exception:
         return None
-    return data.T, int(sr)  # (channels, samples), as librosa.load(mono=False)
+    return data, int(sr)  # (samples,) or (channels, samples)
 
 
 def _read_av(path: str) -> tuple[np.ndarray, int]:

@@ -93,7 +93,7 @@ class _Batch:
 
 @dataclass
 class DecoderOptions:
-    n_ctx: int = 4096
+    n_ctx: int = 512          # grown per request (ensure_ctx): the KV cache is allocated and touched whole
     n_batch: int = 512
     n_threads: int | None = None
     n_gpu_layers: int | None = None   # None: all when a GPU backend is built in
@@ -177,7 +177,7 @@ class Decoder:
     def ensure_ctx(self, n_tokens: int) -> None:
         """Grow the context (KV cache) when a request needs more positions than it holds."""
         if n_tokens > self.n_ctx:
-            self._make_ctx(-(-n_tokens // 1024) * 1024)
+            self._make_ctx(-(-n_tokens // 256) * 256)
 
     # --- vocabulary
     def tokenize(self, text: str, parse_special: bool = True) -> list[int]:
@@ -221,13 +221,18 @@ class Decoder:
             raise AsrggufError(f"llama_decode failed (code {rc}): "
                                + ("the context is full" if rc == 1 else last_llama_error() or "see llama.cpp log"))
 
-    def eval_tokens(self, ids, pos0: int, seq: int = 0, logits_last: bool = False) -> int:
+    def eval_tokens(self, ids, pos0: int, seq: int = 0, logits_last: bool = False, logits_all: bool = False) -> int:
+        """Evaluate token ids at positions pos0..; logits_all (one batch only) keeps every row's logits."""
         ids = np.asarray(ids, np.int32)
         b = self._tok_batch
+        if logits_all and len(ids) > self.n_batch:
+            raise ValueError("logits_all needs the tokens in one batch")
         for s in range(0, len(ids), self.n_batch):
             part = ids[s:s + self.n_batch]
             b.token[:len(part)] = part
             b.fill(len(part), pos0 + s, seq, logits_last and s + len(part) == len(ids))
+            if logits_all:
+                b.logits[:len(part)] = 1
             self._decode(b)
         return pos0 + len(ids)
 

@@ -33,8 +33,8 @@ class LogMel:
 
     def __call__(self, wav: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(wav, dtype=torch.float32).to(self.device)
-        if x.numel() < self.hop_length:
-            raise ValueError("audio is shorter than one feature frame (10 ms)")
+        if x.numel() <= self.n_fft // 2:
+            raise ValueError(f"audio is too short ({x.numel()} samples; the STFT needs more than {self.n_fft // 2})")
         stft = torch.stft(x, self.n_fft, self.hop_length, window=self.window, return_complex=True)
         power = stft[..., :-1].abs() ** 2
         mel = self.filters @ power

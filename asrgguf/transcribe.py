@@ -104,17 +104,17 @@ class Transcriber:
     @classmethod
     def from_gguf(cls, decoder: str | Path, mmproj: str | Path | None = None, device: str = "auto",
                   dtype: str = "auto", n_gpu_layers: int | None = None, threads: int | None = None,
-                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, n_ctx: int = 4096,
+                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, n_ctx: int = 512,
                   flash_attn: bool | None = None) -> "Transcriber":
         t0 = time.perf_counter()
-        mm = Path(mmproj) if mmproj else find_mmproj(decoder)
         dev = pick_device(device)
         dt = pick_dtype(dtype, dev)
         if threads:
             torch.set_num_threads(threads)
-        enc = load_from_gguf(mm, device=dev, dtype=dt)
         dec = Decoder(decoder, DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers,
                                               flash_attn=flash_attn))
+        mm = Path(mmproj) if mmproj else find_mmproj(decoder)
+        enc = load_from_gguf(mm, device=dev, dtype=dt)
         info = {"decoder": str(decoder), "mmproj": str(mm), "encoder_device": dev.type,
                 "encoder_dtype": str(dt).replace("torch.", "")}
         return cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens)
@@ -192,7 +192,7 @@ class Transcriber:
         else:
             wav = audio_mod.prepare(np.asarray(audio), audio_mod.SAMPLE_RATE)
         t_audio = time.perf_counter() - t0
-        if wav.size < self.encoder.params.hop_length:
+        if wav.size <= self.encoder.params.n_fft // 2:
             raise AsrggufError(f"{audio if isinstance(audio, (str, os.PathLike)) else 'audio'}: "
                                f"audio is too short ({wav.size} samples at 16 kHz)")
         emb, t_enc = self.encode(wav)

@@ -20,7 +20,6 @@ scale), token embeddings std 1, and the output head a gain that spreads the logi
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import math
 import os
@@ -85,6 +84,9 @@ SIZES = {
                                 "interleaved": True, "mrope_interleaved": True},
                   tie_word_embeddings=False)),
 }
+# a narrower tiny model (decoder width 32): for mismatched-pair tests
+SIZES["tiny32"] = (dict(SIZES["tiny"][0], output_dim=32),
+                   dict(SIZES["tiny"][1], hidden_size=32, num_attention_heads=2, num_key_value_heads=1))
 
 
 def make_tokenizer():
@@ -147,7 +149,9 @@ def scale_weights(model, seed: int, head_gain: float = 4.0):
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("embed_tokens.weight"):
-                p.copy_(torch.randn(p.shape, generator=g))
+                # tied: the head is the embedding, so a large embedding makes the input token win
+                # every step; a small one lets the layers (and the audio) decide
+                p.copy_(torch.randn(p.shape, generator=g) * (0.02 if text_cfg.tie_word_embeddings else 1.0))
             elif name.endswith("lm_head.weight"):
                 p.copy_(torch.randn(p.shape, generator=g) * head_gain / math.sqrt(p.shape[1]))
             elif p.ndim >= 2:  # linear and conv: keep activations at unit scale
@@ -162,6 +166,11 @@ def scale_weights(model, seed: int, head_gain: float = 4.0):
                 p.copy_(0.1 * torch.randn(p.shape, generator=g))
         if text_cfg.tie_word_embeddings:
             model.thinker.lm_head.weight = model.thinker.model.embed_tokens.weight
+        # a random model that stops after two words tests little: damp the end-of-turn logits
+        head = model.thinker.lm_head.weight
+        for tok in (151643, 151645):
+            if tok < head.shape[0]:
+                head[tok] *= 0.3
 
 
 def hf_layout_name(name: str) -> str:
@@ -184,9 +193,10 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
     out.mkdir(parents=True, exist_ok=True)
     cfg = make_config(size, mha=mha, tied=tied, text_layers=text_layers, audio_layers=audio_layers)
     torch.manual_seed(seed)
-    with torch.device("meta") if size != "tiny" else _nullctx():
+    big = not size.startswith("tiny")
+    with torch.device("meta") if big else _nullctx():
         model = Qwen3ASRForConditionalGeneration(cfg)
-    if size != "tiny":
+    if big:
         model = model.to_empty(device="cpu")
     model.eval()
     scale_weights(model, seed)

@@ -1,0 +1,89 @@
+"""The official qwen-asr implementation as the reference for every number asrgguf computes.
+
+The official transformers backend applies its encoder block mask only under flash_attention_2;
+with sdpa (CPU) every frame attends over the whole clip. Training, the vLLM backend, llama.cpp and
+asrgguf run windowed, so `windowed()` passes the official `_prepare_attention_mask` block mask to
+every encoder layer, as the flash-attention path does (clips of 8 s or less are the same either way).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import numpy as np
+import torch
+
+
+@contextlib.contextmanager
+def windowed():
+    from qwen_asr.core.transformers_backend import modeling_qwen3_asr as m
+
+    orig = m.Qwen3ASRAudioEncoderLayer.forward
+
+    def forward(self, hidden_states, cu_seqlens, attention_mask=None, **kw):
+        if attention_mask is None:
+            fake = type("E", (), {"config": self.self_attn.config})()
+            attention_mask = m.Qwen3ASRAudioEncoder._prepare_attention_mask(fake, hidden_states, cu_seqlens)
+        return orig(self, hidden_states, cu_seqlens, attention_mask=attention_mask, **kw)
+
+    m.Qwen3ASRAudioEncoderLayer.forward = forward
+    try:
+        yield
+    finally:
+        m.Qwen3ASRAudioEncoderLayer.forward = orig
+
+
+@functools.lru_cache(maxsize=4)
+def official_model(path: str):
+    from qwen_asr import Qwen3ASRModel
+
+    return Qwen3ASRModel.from_pretrained(path, dtype=torch.float32, device_map="cpu", max_new_tokens=64)
+
+
+def official_wav(path: str) -> np.ndarray:
+    from qwen_asr.inference.utils import normalize_audio_input
+
+    return normalize_audio_input(path)
+
+
+def official_inputs(model, wav: np.ndarray, context: str = "", language: str | None = None):
+    prompt = model._build_text_prompt(context=context, force_language=language)
+    return model.processor(text=[prompt], audio=[wav], return_tensors="pt", padding=True)
+
+
+def official_features(model, wav: np.ndarray) -> np.ndarray:
+    inp = official_inputs(model, wav)
+    n = int(inp["feature_attention_mask"][0].sum())
+    return inp["input_features"][0, :, :n].numpy()
+
+
+def official_encoder(model, wav: np.ndarray) -> np.ndarray:
+    inp = official_inputs(model, wav)
+    thinker = model.model.thinker
+    with windowed(), torch.no_grad():
+        out = thinker.get_audio_features(inp["input_features"], feature_attention_mask=inp["feature_attention_mask"])
+    return out.numpy()
+
+
+def official_tokens(model, wav: np.ndarray, context: str = "", language: str | None = None,
+                    max_new_tokens: int = 64) -> list[int]:
+    """Greedy generated ids (end-of-turn excluded), windowed encoder, float32."""
+    inp = official_inputs(model, wav, context, language)
+    with windowed(), torch.no_grad():
+        out = model.model.generate(**inp, max_new_tokens=max_new_tokens, do_sample=False)
+    ids = out.sequences[0, inp["input_ids"].shape[1]:].tolist()
+    while ids and ids[-1] in (151645, 151643):
+        ids.pop()
+    return ids
+
+
+def official_prompt_ids(model, wav: np.ndarray, context: str = "", language: str | None = None) -> list[int]:
+    return official_inputs(model, wav, context, language)["input_ids"][0].tolist()
+
+
+def official_text_logits(model, ids: list[int]) -> np.ndarray:
+    """The thinker's logits for a pure token prompt (no audio)."""
+    thinker = model.model.thinker
+    with torch.no_grad():
+        out = thinker(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
+    return out.logits[0].numpy()

@@ -1,0 +1,132 @@
+"""`asrgguf run` / `languages`: output formats and one-line errors (exit 1, no traceback)."""
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from conftest import _make_ck
+
+
+def cli(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "asrgguf.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def pair(gguf_pair, ck_gqa):
+    return gguf_pair(ck_gqa, "q8_0")
+
+
+def test_run_txt_and_json(pair, clip5, tmp_path):
+    dec, mm = pair
+    r = cli("run", "--gguf", dec, clip5, "--format", "json", "--max-new-tokens", "8", "--threads", "2")
+    assert r.returncode == 0, r.stderr
+    d = json.loads(r.stdout)
+    assert set(d) >= {"language", "text", "raw", "token_ids", "timings", "model"}
+    assert d["model"]["mmproj"] == str(mm)  # found beside the decoder
+    assert len(d["token_ids"]) == 8
+    assert set(d["timings"]) >= {"load", "audio", "features", "encoder", "prefill", "decode", "decode_tokens_per_s"}
+    out = tmp_path / "o.txt"
+    r2 = cli("run", "--gguf", dec, "--mmproj", mm, clip5, "--max-new-tokens", "8", "--out-text", out)
+    assert r2.returncode == 0 and r2.stdout == d["text"] + "\n" and out.read_text() == d["text"] + "\n"
+
+
+def test_languages_command():
+    r = cli("languages")
+    assert r.returncode == 0 and r.stdout.splitlines()[1] == "English\ten" and len(r.stdout.splitlines()) == 30
+
+
+def error_of(r):
+    assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr
+    return r.stderr
+
+
+def test_missing_and_bad_audio_keep_going(pair, clip5, tmp_path):
+    dec, _ = pair
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"\x00\x01garbage" * 100)
+    r = cli("run", "--gguf", dec, tmp_path / "missing.wav", empty, junk, clip5, "--max-new-tokens", "4")
+    err = error_of(r)
+    lines = err.splitlines()
+    assert lines[0] == f"asrgguf: error: {tmp_path / 'missing.wav'}: no such file"
+    assert lines[1] == f"asrgguf: error: {empty}: file is empty"
+    assert lines[2].startswith(f"asrgguf: error: {junk}: cannot decode audio")
+    assert len(lines) == 3 and len(r.stdout.splitlines()) == 1  # the good file was still transcribed
+
+
+def test_silence_is_transcribed(pair, tmp_path):
+    path = tmp_path / "silence.wav"
+    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", str(path), "trim", "0", "2"], check=True)
+    r = cli("run", "--gguf", pair[0], path, "--max-new-tokens", "4", "--format", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["timings"]["audio_seconds"] == 2.0
+
+
+def test_truncated_decoder(pair, clip5, tmp_path):
+    bad = tmp_path / "trunc-q8_0.gguf"
+    data = open(pair[0], "rb").read()
+    bad.write_bytes(data[: len(data) // 2])
+    err = error_of(cli("run", "--gguf", bad, "--mmproj", pair[1], clip5))
+    assert err.startswith(f"asrgguf: error: {bad}: llama.cpp could not load the decoder")
+    assert len(err.splitlines()) == 1
+
+
+def test_truncated_mmproj(pair, clip5, tmp_path):
+    bad = tmp_path / "mmproj-trunc.gguf"
+    data = open(pair[1], "rb").read()
+    bad.write_bytes(data[: len(data) - 5000])
+    err = error_of(cli("run", "--gguf", pair[0], "--mmproj", bad, clip5))
+    assert err.startswith(f"asrgguf: error: {bad}: truncated GGUF file") or \
+        err.startswith(f"asrgguf: error: {bad}: corrupt or truncated GGUF file")
+
+
+def test_not_gguf(pair, clip5):
+    err = error_of(cli("run", "--gguf", clip5, clip5))
+    assert err == f"asrgguf: error: {clip5}: not a GGUF file\n"
+
+
+def test_wrong_architecture(pair, clip5):
+    err = error_of(cli("run", "--gguf", pair[1], "--mmproj", pair[1], clip5))
+    assert err == (f"asrgguf: error: {pair[1]}: decoder architecture is 'clip', expected 'qwen3vl' "
+                   f"(a Qwen3-ASR text decoder GGUF)\n")
+    err = error_of(cli("run", "--gguf", pair[0], "--mmproj", pair[0], clip5))
+    assert err == f"asrgguf: error: {pair[0]}: not a Qwen3-ASR audio encoder (mmproj projector None, expected 'qwen3a')\n"
+
+
+def test_mismatched_pair(pair, gguf_pair, data_dir, clip5):
+    narrow = _make_ck(data_dir, "tiny32", size="tiny32")
+    _, mm32 = gguf_pair(narrow, "q8_0")
+    err = error_of(cli("run", "--gguf", pair[0], "--mmproj", mm32, clip5))
+    assert err == (f"asrgguf: error: {mm32}: encoder output width 32 does not match the decoder's 64 "
+                   f"({pair[0]}): not a matching pair\n")
+
+
+def test_unknown_language(pair, clip5):
+    err = error_of(cli("run", "--gguf", pair[0], clip5, "--language", "Klingon"))
+    assert err == ("asrgguf: error: unknown language 'Klingon' (see 'asrgguf languages' for the 30 supported "
+                   "names and codes)\n")
+
+
+def test_no_mmproj_beside(pair, clip5, tmp_path):
+    lone = tmp_path / "lone-q8_0.gguf"
+    shutil.copy(pair[0], lone)
+    err = error_of(cli("run", "--gguf", lone, clip5))
+    assert err == f"asrgguf: error: {lone}: no mmproj-*.gguf beside the decoder; pass --mmproj\n"
+
+
+def test_model_dir_is_quantized_once(ck_gqa, clip5, tmp_path):
+    env_cache = tmp_path / "cache"
+    import os
+
+    env = dict(os.environ, ASRGGUF_CACHE=str(env_cache))
+    args = [sys.executable, "-m", "asrgguf.cli", "run", "--model", str(ck_gqa), str(clip5), "--max-new-tokens", "4"]
+    r1 = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert r1.returncode == 0, r1.stderr
+    dec = env_cache / ck_gqa.name / f"{ck_gqa.name}-q8_0.gguf"
+    mtime = dec.stat().st_mtime_ns
+    r2 = subprocess.run(args, capture_output=True, text=True, env=env)
+    assert r2.returncode == 0 and r2.stdout == r1.stdout and dec.stat().st_mtime_ns == mtime
