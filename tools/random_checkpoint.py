@@ -184,13 +184,14 @@ def hf_layout_name(name: str) -> str:
 
 def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = False, tied: bool | None = None,
                      layout: str = "original", shard_size: str = "2GB", text_layers: int | None = None,
-                     audio_layers: int | None = None) -> Path:
+                     audio_layers: int | None = None, dtype: str | None = None) -> Path:
     import torch
     from transformers import WhisperFeatureExtractor
     from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration, Qwen3ASRProcessor
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    dtype = dtype or ("float32" if size.startswith("tiny") else "bfloat16")
     cfg = make_config(size, mha=mha, tied=tied, text_layers=text_layers, audio_layers=audio_layers)
     torch.manual_seed(seed)
     big = not size.startswith("tiny")
@@ -200,6 +201,9 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
         model = model.to_empty(device="cpu")
     model.eval()
     scale_weights(model, seed)
+    if dtype != "float32":  # published checkpoints are bfloat16
+        model = model.to(getattr(torch, dtype))
+        model.config.dtype = dtype
     if layout == "original":
         model.save_pretrained(out, max_shard_size=shard_size, safe_serialization=True)
     elif layout == "hf":
@@ -254,8 +258,10 @@ def main(argv=None):
     ap.add_argument("--shard-size", default="2GB")
     ap.add_argument("--text-layers", type=int)
     ap.add_argument("--audio-layers", type=int)
+    ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: float32 tiny, bfloat16 real sizes")
     a = ap.parse_args(argv)
-    write_checkpoint(a.out, a.size, a.seed, a.mha, a.tied, a.layout, a.shard_size, a.text_layers, a.audio_layers)
+    write_checkpoint(a.out, a.size, a.seed, a.mha, a.tied, a.layout, a.shard_size, a.text_layers, a.audio_layers,
+                     a.dtype)
     print(a.out)
 
 
