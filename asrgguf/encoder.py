@@ -8,6 +8,7 @@ Windows are computed as one batch (no n x n mask): time and memory grow linearly
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -133,8 +134,9 @@ class AudioEncoder(nn.Module):
         if not n_full:
             valid = [_conv_len(tail)]
         outs = []
+        fmt = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format  # ~10% faster on CPU
         for start in range(0, n_chunks, self.CONV_BATCH):
-            x = chunks[start:start + self.CONV_BATCH]
+            x = chunks[start:start + self.CONV_BATCH].contiguous(memory_format=fmt)
             x = F.gelu(self.conv2d1(x))
             x = F.gelu(self.conv2d2(x))
             x = F.gelu(self.conv2d3(x))
@@ -172,6 +174,23 @@ class AudioEncoder(nn.Module):
 
 # --- loading
 
+@contextlib.contextmanager
+def _no_init():
+    """Build modules with uninitialised storage: the weights come from a file right after.
+
+    (Building on the meta device would do the same, but pulls in torch's decomposition
+    machinery: 2.5 s of imports.)
+    """
+    mods = (nn.Linear, nn.Conv2d, nn.LayerNorm)
+    saved = [m.reset_parameters for m in mods]
+    for m in mods:
+        m.reset_parameters = lambda self: None
+    try:
+        yield
+    finally:
+        for m, f in zip(mods, saved):
+            m.reset_parameters = f
+
 def params_from_gguf(reader) -> EncoderParams:
     from .gguf_file import field
 
@@ -201,11 +220,11 @@ def params_from_gguf(reader) -> EncoderParams:
 
 
 def load_from_gguf(path: str | Path, device="cpu", dtype=torch.float32) -> AudioEncoder:
-    from .gguf_file import open_gguf, tensor_to_numpy
+    from .gguf_file import open_gguf, tensor_to_torch
 
     reader = open_gguf(path, "audio encoder (mmproj)")
     p = params_from_gguf(reader)
-    with torch.device("meta"):
+    with _no_init():
         enc = AudioEncoder(p)
     state = {}
     for t in reader.tensors:
@@ -215,10 +234,8 @@ def load_from_gguf(path: str | Path, device="cpu", dtype=torch.float32) -> Audio
             key = names.audio_from_gguf(t.name)
         except KeyError:
             continue
-        arr = tensor_to_numpy(t)
-        if key.startswith("conv2d") and key.endswith(".bias"):
-            arr = arr.reshape(-1)
-        state[key] = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
+        x = tensor_to_torch(t, dtype)
+        state[key] = x.reshape(-1) if key.startswith("conv2d") and key.endswith(".bias") else x
     return _finish(enc, state, device, dtype, str(path))
 
 
@@ -231,7 +248,7 @@ def load_from_checkpoint(ck, device="cpu", dtype=torch.float32) -> AudioEncoder:
                       max_source_positions=a.get("max_source_positions", 1500),
                       sample_rate=pre.get("sampling_rate", 16000), hop_length=pre.get("hop_length", 160),
                       n_fft=pre.get("n_fft", 400))
-    with torch.device("meta"):
+    with _no_init():
         enc = AudioEncoder(p)
     state = {name: torch.from_numpy(ck.read("audio", name)) for kind, name in ck.tensor_keys if kind == "audio"}
     return _finish(enc, state, device, dtype, str(ck.path))
@@ -252,4 +269,8 @@ def _finish(enc: AudioEncoder, state: dict, device, dtype, source: str) -> Audio
     inv = torch.exp(-inc * torch.arange(p.d_model // 2).float())
     t = torch.arange(p.max_source_positions)[:, None] * inv[None, :]
     enc.positions = torch.cat([torch.sin(t), torch.cos(t)], dim=1)
-    return enc.to(device=device, dtype=dtype).eval()
+    enc = enc.to(device=device, dtype=dtype).eval()
+    if enc.device.type == "cpu":
+        for conv in (enc.conv2d1, enc.conv2d2, enc.conv2d3):
+            conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
+    return enc

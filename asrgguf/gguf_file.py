@@ -132,3 +132,21 @@ def read_kv(path: str | Path, keys: set[str]) -> dict:
         except (KeyError, struct.error):
             raise AsrggufError(f"{p}: corrupt GGUF header") from None
     return out
+
+
+def tensor_to_torch(t, dtype=None):
+    """A reader tensor as a torch tensor (row-major), converted with torch (fast f16 -> f32)."""
+    import warnings
+
+    import gguf
+    import torch
+
+    Q = gguf.GGMLQuantizationType
+    dtype = dtype or torch.float32
+    shape = tuple(int(x) for x in reversed(t.shape))
+    if t.tensor_type in (Q.F32, Q.F16):
+        with warnings.catch_warnings():  # read-only memmap: we copy right away
+            warnings.simplefilter("ignore", UserWarning)
+            src = torch.from_numpy(np.asarray(t.data))
+        return src.reshape(shape).to(dtype, copy=True)
+    return torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)).reshape(shape).to(dtype)

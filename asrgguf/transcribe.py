@@ -150,7 +150,8 @@ class Transcriber:
         return emb, {"features": t1 - t0, "encoder": t2 - t1}
 
     def generate(self, emb: np.ndarray, language: str | None, context: str, max_new_tokens: int,
-                 bench_tokens: int | None = None) -> tuple[list[int], dict]:
+                 bench_tokens: int | None = None, loop_guard: bool = True) -> tuple[list[int], dict]:
+        """Greedy ids after the prompt. loop_guard stops a generation stuck repeating an n-gram."""
         dec = self.decoder
         prompt = build_prompt(dec.tokenize, len(emb), context, language)
         limit = bench_tokens if bench_tokens else max_new_tokens
@@ -164,6 +165,7 @@ class Transcriber:
         logits = dec.logits(-1)
         t1 = time.perf_counter()
         ids: list[int] = []
+        looped = False
         while len(ids) < limit:
             tok = int(np.argmax(logits))
             if not bench_tokens and tok in self.stop_ids:
@@ -171,17 +173,21 @@ class Transcriber:
             ids.append(tok)
             if len(ids) >= limit:
                 break
+            if loop_guard and not bench_tokens and is_looping(ids):
+                looped = True
+                break
             dec.step([tok], [pos], [0])
             pos += 1
             logits = dec.logits(0)
         t2 = time.perf_counter()
         n_dec = max(0, len(ids) - 1)
-        return ids, {"prefill": t1 - t0, "decode": t2 - t1, "prompt_tokens": len(prompt),
+        return ids, {"prefill": t1 - t0, "decode": t2 - t1, "prompt_tokens": len(prompt), "loop_stopped": looped,
                      "generated_tokens": len(ids),
                      "decode_tokens_per_s": (n_dec / (t2 - t1)) if t2 > t1 and n_dec else 0.0}
 
     def transcribe(self, audio, language: str | None = None, context: str = "",
-                   max_new_tokens: int | None = None, bench_tokens: int | None = None) -> Result:
+                   max_new_tokens: int | None = None, bench_tokens: int | None = None,
+                   loop_guard: bool = True) -> Result:
         """audio: a file path, a 16 kHz mono float32 array, or (array, sample_rate)."""
         lang = normalize_language(language)
         t0 = time.perf_counter()
@@ -196,7 +202,8 @@ class Transcriber:
             raise AsrggufError(f"{audio if isinstance(audio, (str, os.PathLike)) else 'audio'}: "
                                f"audio is too short ({wav.size} samples at 16 kHz)")
         emb, t_enc = self.encode(wav)
-        ids, t_dec = self.generate(emb, lang, context, max_new_tokens or self.max_new_tokens, bench_tokens)
+        ids, t_dec = self.generate(emb, lang, context, max_new_tokens or self.max_new_tokens, bench_tokens,
+                                   loop_guard)
         raw = self.decoder.detokenize(ids)
         out_lang, text = parse_asr_output(raw, lang)
         timings = {"load": self.load_s, "audio": t_audio, **t_enc, **t_dec, "audio_seconds": wav.size / 16000}
@@ -205,6 +212,24 @@ class Transcriber:
 
     def close(self):
         self.decoder.close()
+
+
+LOOP_MIN_REPEATS = 8     # an n-gram repeated this often in a row ...
+LOOP_MIN_TOKENS = 32     # ... and covering at least this many tokens is a loop
+LOOP_MAX_NGRAM = 16
+
+
+def is_looping(ids: list[int]) -> bool:
+    """True when the generation ends in one n-gram (n <= 16) repeated past the thresholds."""
+    for n in range(1, LOOP_MAX_NGRAM + 1):
+        reps = max(LOOP_MIN_REPEATS, -(-LOOP_MIN_TOKENS // n))
+        span = n * reps
+        if len(ids) < span:
+            break
+        tail = ids[-span:]
+        if tail == tail[:n] * reps:
+            return True
+    return False
 
 
 def default_cache_dir() -> Path:
