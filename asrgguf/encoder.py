@@ -56,11 +56,23 @@ def _conv_len(n: int) -> int:
     return n
 
 
+class _Linear(nn.Linear):
+    """A Linear whose weight may be stored narrower (f16 from the file) than it computes (f32).
+
+    The upcast is exact, costs ~0.2 s per 60 s of audio at the 0.6B shape, and halves the
+    encoder's resident weights on CPU (~370 MB at 0.6B).
+    """
+
+    def forward(self, x):
+        w = self.weight if self.weight.dtype == x.dtype else self.weight.to(x.dtype)
+        return F.linear(x, w, self.bias)
+
+
 class _Attention(nn.Module):
     def __init__(self, d: int, heads: int):
         super().__init__()
         self.heads = heads
-        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (nn.Linear(d, d) for _ in range(4))
+        self.q_proj, self.k_proj, self.v_proj, self.out_proj = (_Linear(d, d) for _ in range(4))
 
     def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
         nw, w, d = x.shape
@@ -80,8 +92,8 @@ class _Layer(nn.Module):
         self.self_attn = _Attention(d, p.encoder_attention_heads)
         self.self_attn_layer_norm = nn.LayerNorm(d)
         self.final_layer_norm = nn.LayerNorm(d)
-        self.fc1 = nn.Linear(d, p.encoder_ffn_dim)
-        self.fc2 = nn.Linear(p.encoder_ffn_dim, d)
+        self.fc1 = _Linear(d, p.encoder_ffn_dim)
+        self.fc2 = _Linear(p.encoder_ffn_dim, d)
 
     def forward(self, x, key_mask):
         x = x + self.self_attn(self.self_attn_layer_norm(x), key_mask)
@@ -91,7 +103,7 @@ class _Layer(nn.Module):
 class AudioEncoder(nn.Module):
     """Parameter names are the official ones (without `thinker.audio_tower.`)."""
 
-    CONV_BATCH = 32  # chunks per conv batch: bounds the conv activations (about 6 MB a chunk)
+    CONV_BATCH = 8  # chunks per conv batch: bounds the conv activations (about 6 MB a chunk)
 
     def __init__(self, p: EncoderParams):
         super().__init__()
@@ -101,11 +113,11 @@ class AudioEncoder(nn.Module):
         self.conv2d2 = nn.Conv2d(C, C, 3, 2, padding=1)
         self.conv2d3 = nn.Conv2d(C, C, 3, 2, padding=1)
         f = (((p.num_mel_bins + 1) // 2 + 1) // 2 + 1) // 2
-        self.conv_out = nn.Linear(C * f, p.d_model, bias=False)
+        self.conv_out = _Linear(C * f, p.d_model, bias=False)
         self.layers = nn.ModuleList(_Layer(p) for _ in range(p.encoder_layers))
         self.ln_post = nn.LayerNorm(p.d_model)
-        self.proj1 = nn.Linear(p.d_model, p.d_model)
-        self.proj2 = nn.Linear(p.d_model, p.output_dim)
+        self.proj1 = _Linear(p.d_model, p.d_model)
+        self.proj2 = _Linear(p.d_model, p.output_dim)
         inc = np.log(10000.0) / (p.d_model // 2 - 1)
         inv = torch.exp(-inc * torch.arange(p.d_model // 2).float())
         t = torch.arange(p.max_source_positions)[:, None] * inv[None, :]
@@ -113,7 +125,8 @@ class AudioEncoder(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.proj2.weight.dtype
+        """The compute dtype (linear weights may be stored in float16 and upcast per use)."""
+        return self.ln_post.weight.dtype
 
     @property
     def device(self) -> torch.device:
@@ -222,8 +235,11 @@ def params_from_gguf(reader) -> EncoderParams:
 def load_from_gguf(path: str | Path, device="cpu", dtype=torch.float32) -> AudioEncoder:
     from .gguf_file import open_gguf, tensor_to_torch
 
+    import gguf
+
     reader = open_gguf(path, "audio encoder (mmproj)")
     p = params_from_gguf(reader)
+    keep_f16 = torch.device(device).type == "cpu" and dtype == torch.float32
     with _no_init():
         enc = AudioEncoder(p)
     state = {}
@@ -234,7 +250,9 @@ def load_from_gguf(path: str | Path, device="cpu", dtype=torch.float32) -> Audio
             key = names.audio_from_gguf(t.name)
         except KeyError:
             continue
-        x = tensor_to_torch(t, dtype)
+        narrow = (keep_f16 and t.tensor_type == gguf.GGMLQuantizationType.F16 and len(t.shape) == 2
+                  and not key.startswith("conv2d"))
+        x = tensor_to_torch(t, torch.float16 if narrow else dtype)
         state[key] = x.reshape(-1) if key.startswith("conv2d") and key.endswith(".bias") else x
     return _finish(enc, state, device, dtype, str(path))
 
@@ -269,7 +287,16 @@ def _finish(enc: AudioEncoder, state: dict, device, dtype, source: str) -> Audio
     inv = torch.exp(-inc * torch.arange(p.d_model // 2).float())
     t = torch.arange(p.max_source_positions)[:, None] * inv[None, :]
     enc.positions = torch.cat([torch.sin(t), torch.cos(t)], dim=1)
-    enc = enc.to(device=device, dtype=dtype).eval()
+    for name, t in list(enc.named_parameters()) + list(enc.named_buffers()):
+        mod_name, _, attr = name.rpartition(".")
+        mod = enc.get_submodule(mod_name) if mod_name else enc
+        keep = isinstance(mod, _Linear) and attr == "weight" and t.dtype == torch.float16 and dtype == torch.float32
+        target = t.to(device=device, dtype=t.dtype if keep else dtype)
+        if isinstance(t, nn.Parameter):
+            setattr(mod, attr, nn.Parameter(target, requires_grad=False))
+        else:
+            setattr(mod, attr, target)
+    enc = enc.eval()
     if enc.device.type == "cpu":
         for conv in (enc.conv2d1, enc.conv2d2, enc.conv2d3):
             conv.weight.data = conv.weight.data.contiguous(memory_format=torch.channels_last)
