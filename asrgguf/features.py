@@ -7,13 +7,37 @@ import numpy as np
 import torch
 
 
-@functools.lru_cache(maxsize=8)
-def _mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
-    import librosa
+def _hz_to_mel(f):
+    """Slaney mel scale: linear below 1 kHz, logarithmic above (librosa's htk=False)."""
+    f = np.asarray(f, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    mel = f / f_sp
+    return np.where(f >= min_log_hz, min_log_hz / f_sp + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mel)
 
-    # Slaney mel scale and area normalisation, as Whisper's feature extractor (float64, then float32)
-    return librosa.filters.mel(sr=sample_rate, n_fft=n_fft, n_mels=n_mels, fmin=0.0, fmax=sample_rate / 2,
-                               htk=False, norm="slaney", dtype=np.float64)
+
+def _mel_to_hz(m):
+    m = np.asarray(m, dtype=np.float64)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0
+    min_log_mel = min_log_hz / f_sp
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@functools.lru_cache(maxsize=8)
+def mel_filters(sample_rate: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """(n_mels, 1 + n_fft/2) triangular filters, Slaney scale and area normalisation, float64.
+
+    The filter bank of Whisper's feature extractor (and librosa.filters.mel(htk=False,
+    norm="slaney")); computed here so that transcribing needs no librosa import (about 1.5 s).
+    """
+    fft_freqs = np.fft.rfftfreq(n=n_fft, d=1.0 / sample_rate)
+    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(sample_rate / 2.0), n_mels + 2))
+    fdiff = np.diff(mel_f)
+    ramps = np.subtract.outer(mel_f, fft_freqs)
+    lower = -ramps[:-2] / fdiff[:-1, None]
+    upper = ramps[2:] / fdiff[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_f[2:n_mels + 2] - mel_f[:n_mels]))[:, None]
+    return weights
 
 
 def n_frames(n_samples: int, hop_length: int = 160) -> int:
@@ -29,7 +53,7 @@ class LogMel:
         self.n_mels, self.n_fft, self.hop_length, self.sample_rate = n_mels, n_fft, hop_length, sample_rate
         self.device = torch.device(device)
         self.window = torch.hann_window(n_fft, device=self.device)
-        self.filters = torch.from_numpy(_mel_filters(sample_rate, n_fft, n_mels)).to(self.device, torch.float32)
+        self.filters = torch.from_numpy(mel_filters(sample_rate, n_fft, n_mels)).to(self.device, torch.float32)
 
     def __call__(self, wav: np.ndarray | torch.Tensor) -> torch.Tensor:
         x = torch.as_tensor(wav, dtype=torch.float32).to(self.device)

@@ -32,3 +32,12 @@ def test_frame_count_matches_official(ck_gqa, n):
 def test_too_short_is_an_error():
     with pytest.raises(ValueError, match="audio is too short"):
         LogMel()(np.zeros(200, np.float32))
+
+
+def test_mel_filters_equal_whisper_extractor():
+    from transformers import WhisperFeatureExtractor
+
+    from asrgguf.features import mel_filters
+
+    fe = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160, n_fft=400)
+    assert np.abs(mel_filters(16000, 400, 128) - fe.mel_filters.T).max() < 1e-12
