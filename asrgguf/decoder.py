@@ -108,19 +108,11 @@ class Decoder:
     def __init__(self, path: str | Path, opts: DecoderOptions | None = None):
         import llama_cpp.llama_cpp as L
 
-        from .gguf_file import read_kv
-
         self.L = L
         opts = opts or DecoderOptions()
         path = str(path)
-        p = Path(path)
-        if not p.is_file():
-            raise AsrggufError(f"{path}: no such decoder file")
-        kv = read_kv(p, {"general.architecture", "general.file_type"})
+        kv = self.check_file(path)
         arch = kv.get("general.architecture")
-        if arch not in (names.TEXT_ARCH, "qwen3"):
-            raise AsrggufError(f"{path}: decoder architecture is {arch!r}, expected {names.TEXT_ARCH!r} "
-                               f"(a Qwen3-ASR text decoder GGUF)")
         self.n_pos = 4 if arch == names.TEXT_ARCH else 1
         file_type = int(kv.get("general.file_type", 0))
         quiet_llama_logs()
@@ -147,6 +139,21 @@ class Decoder:
         self._step = _Batch(max(1, opts.n_seq), None, self.n_pos, 1)
         self.im_end = self.token_id("<|im_end|>")
         self.endoftext = self.token_id("<|endoftext|>")
+
+    @staticmethod
+    def check_file(path) -> dict:
+        """Header checks with one-line errors: exists, GGUF, a qwen3vl (or qwen3) decoder."""
+        from .gguf_file import read_kv
+
+        p = Path(path)
+        if not p.is_file():
+            raise AsrggufError(f"{path}: no such decoder file")
+        kv = read_kv(p, {"general.architecture", "general.file_type"})
+        arch = kv.get("general.architecture")
+        if arch not in (names.TEXT_ARCH, "qwen3"):
+            raise AsrggufError(f"{path}: decoder architecture is {arch!r}, expected {names.TEXT_ARCH!r} "
+                               f"(a Qwen3-ASR text decoder GGUF)")
+        return kv
 
     def _make_ctx(self, n_ctx: int) -> None:
         L, opts = self.L, self.opts

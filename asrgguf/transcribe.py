@@ -1,23 +1,29 @@
 """`Transcriber`: audio -> log-mel -> PyTorch encoder -> prompt + embeddings -> llama.cpp -> text."""
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 
 from . import audio as audio_mod
 from .decoder import Decoder, DecoderOptions
-from .encoder import AudioEncoder, load_from_gguf, output_length
 from .errors import AsrggufError
-from .features import LogMel
 from .languages import normalize_language
 from .output import parse_asr_output
 from .prompt import build_prompt
+
+if TYPE_CHECKING:  # torch is imported while llama.cpp loads the decoder (see from_gguf)
+    import torch
+
+    from .encoder import AudioEncoder
 
 DEFAULT_MAX_NEW_TOKENS = 512  # the official wrapper's default
 
@@ -35,7 +41,9 @@ class Result:
         return asdict(self)
 
 
-def pick_device(device: str = "auto") -> torch.device:
+def pick_device(device: str = "auto") -> "torch.device":
+    import torch
+
     device = (device or "auto").lower()
     if device == "auto":
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
@@ -52,17 +60,19 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16,
-           "f32": torch.float32, "f16": torch.float16, "bf16": torch.bfloat16}
+_DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
+           "f32": "float32", "f16": "float16", "bf16": "bfloat16"}
 
 
-def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
+def pick_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
+    import torch
+
     dtype = (dtype or "auto").lower()
     if dtype == "auto":
         return torch.float32 if device.type == "cpu" else torch.float16
     if dtype not in _DTYPES:
         raise AsrggufError(f"unknown --dtype {dtype!r} (auto, float32, float16, bfloat16)")
-    return _DTYPES[dtype]
+    return getattr(torch, _DTYPES[dtype])
 
 
 def find_mmproj(decoder_path: str | Path) -> Path:
@@ -86,8 +96,10 @@ def find_mmproj(decoder_path: str | Path) -> Path:
 class Transcriber:
     """Qwen3-ASR with a PyTorch encoder and a llama.cpp GGUF decoder."""
 
-    def __init__(self, encoder: AudioEncoder, decoder: Decoder, model_info: dict, load_s: float = 0.0,
+    def __init__(self, encoder: "AudioEncoder", decoder: Decoder, model_info: dict, load_s: float = 0.0,
                  max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS):
+        from .features import LogMel
+
         self.encoder = encoder
         self.decoder = decoder
         p = encoder.params
@@ -107,14 +119,28 @@ class Transcriber:
                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, n_ctx: int = 512,
                   flash_attn: bool | None = None) -> "Transcriber":
         t0 = time.perf_counter()
-        dev = pick_device(device)
-        dt = pick_dtype(dtype, dev)
-        if threads:
-            torch.set_num_threads(threads)
-        dec = Decoder(decoder, DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers,
-                                              flash_attn=flash_attn))
-        mm = Path(mmproj) if mmproj else find_mmproj(decoder)
-        enc = load_from_gguf(mm, device=dev, dtype=dt)
+        opts = DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn)
+        Decoder.check_file(decoder)  # header errors first, before anything slow
+        # llama.cpp loads (and repacks) the decoder in a thread (ctypes releases the GIL) while this
+        # thread imports torch and loads the encoder: about a second less start-up on 2 cores
+        with ThreadPoolExecutor(1) as pool:
+            fut = pool.submit(Decoder, decoder, opts)
+            try:
+                import torch
+
+                from .encoder import load_from_gguf
+
+                dev = pick_device(device)
+                dt = pick_dtype(dtype, dev)
+                if threads:
+                    torch.set_num_threads(threads)
+                mm = Path(mmproj) if mmproj else find_mmproj(decoder)
+                enc = load_from_gguf(mm, device=dev, dtype=dt)
+            except BaseException:
+                with contextlib.suppress(BaseException):
+                    fut.result().close()
+                raise
+            dec = fut.result()
         info = {"decoder": str(decoder), "mmproj": str(mm), "encoder_device": dev.type,
                 "encoder_dtype": str(dt).replace("torch.", "")}
         return cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens)
@@ -139,6 +165,10 @@ class Transcriber:
 
     # --- stages
     def encode(self, wav: np.ndarray) -> tuple[np.ndarray, dict]:
+        import torch
+
+        from .encoder import output_length
+
         t0 = time.perf_counter()
         feats = self.features(wav)
         if self.encoder.device.type != "cpu":
