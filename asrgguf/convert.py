@@ -122,16 +122,6 @@ def _row_blocks(ck: Checkpoint, kind: str, name: str, shape: tuple[int, ...], tr
     return gen
 
 
-def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> np.ndarray:
-    """The audio tower's sinusoidal positions, computed as the official SinusoidsPositionEmbedding."""
-    import torch
-
-    inc = np.log(max_timescale) / (channels // 2 - 1)
-    inv = torch.exp(-inc * torch.arange(channels // 2).float())
-    t = torch.arange(length)[:, None] * inv[None, :]
-    return torch.cat([torch.sin(t), torch.cos(t)], dim=1).numpy()
-
-
 def text_plans(ck: Checkpoint, outtype: str) -> list[_Plan]:
     plans = []
     for kind, name in ck.tensor_keys:
@@ -161,8 +151,10 @@ def audio_plans(ck: Checkpoint, mmproj_type: str) -> list[_Plan]:
                                _row_blocks(ck, kind, name, shape, lambda b: b.reshape(-1, 1, 1))))
         else:
             plans.append(_Plan(gname, shape, _qtype_for(mmproj_type, shape), _row_blocks(ck, kind, name, shape)))
+    from .encoder import sinusoids
+
     a = ck.audio_config
-    pos = sinusoids(a.get("max_source_positions", 1500), a["d_model"])
+    pos = sinusoids(a.get("max_source_positions", 1500), a["d_model"]).numpy()
     plans.append(_Plan(names.AUDIO_POSITION, pos.shape, Q.F32, lambda: iter([pos])))
     return plans
 

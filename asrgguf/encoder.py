@@ -50,6 +50,14 @@ def output_length(n_mel_frames: int, chunk: int = 100) -> int:
     return ((r - 1) // 2 + 1 - 1) // 2 + 1 + (n_mel_frames // chunk) * 13
 
 
+def sinusoids(length: int, channels: int, max_timescale: float = 10000.0) -> torch.Tensor:
+    """The audio tower's sinusoidal positions, as the official SinusoidsPositionEmbedding."""
+    inc = np.log(max_timescale) / (channels // 2 - 1)
+    inv = torch.exp(-inc * torch.arange(channels // 2).float())
+    t = torch.arange(length)[:, None] * inv[None, :]
+    return torch.cat([torch.sin(t), torch.cos(t)], dim=1)
+
+
 def _conv_len(n: int) -> int:
     for _ in range(3):
         n = (n - 1) // 2 + 1
@@ -118,10 +126,7 @@ class AudioEncoder(nn.Module):
         self.ln_post = nn.LayerNorm(p.d_model)
         self.proj1 = _Linear(p.d_model, p.d_model)
         self.proj2 = _Linear(p.d_model, p.output_dim)
-        inc = np.log(10000.0) / (p.d_model // 2 - 1)
-        inv = torch.exp(-inc * torch.arange(p.d_model // 2).float())
-        t = torch.arange(p.max_source_positions)[:, None] * inv[None, :]
-        self.register_buffer("positions", torch.cat([torch.sin(t), torch.cos(t)], dim=1), persistent=False)
+        self.register_buffer("positions", sinusoids(p.max_source_positions, p.d_model), persistent=False)
 
     @property
     def dtype(self) -> torch.dtype:
@@ -282,11 +287,7 @@ def _finish(enc: AudioEncoder, state: dict, device, dtype, source: str) -> Audio
             raise AsrggufError(f"{source}: audio encoder tensor '{k}' has shape {list(v.shape)}, "
                                f"expected {list(expected[k])}")
     enc.load_state_dict({k: v for k, v in state.items() if k in expected}, assign=True)
-    p = enc.params
-    inc = np.log(10000.0) / (p.d_model // 2 - 1)
-    inv = torch.exp(-inc * torch.arange(p.d_model // 2).float())
-    t = torch.arange(p.max_source_positions)[:, None] * inv[None, :]
-    enc.positions = torch.cat([torch.sin(t), torch.cos(t)], dim=1)
+    enc.positions = sinusoids(enc.params.max_source_positions, enc.params.d_model)
     for name, t in list(enc.named_parameters()) + list(enc.named_buffers()):
         mod_name, _, attr = name.rpartition(".")
         mod = enc.get_submodule(mod_name) if mod_name else enc
