@@ -1,11 +1,7 @@
 """asrgguf command line: `run`, `quantize`, `languages`."""
 from __future__ import annotations
 
-import contextlib
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 
 import click
@@ -16,23 +12,6 @@ from .errors import AsrggufError
 def _fail(msg: str, code: int = 1):
     click.echo(f"asrgguf: error: {msg}", err=True)
     sys.exit(code)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    except OSError as e:
-        raise AsrggufError(f"{path}: cannot write ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 class _Group(click.Group):
@@ -51,7 +30,12 @@ def main():
     """Qwen3-ASR speech recognition: PyTorch audio encoder + llama.cpp GGUF decoder."""
 
 
-@main.command()
+_TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the audio was cut); sentences "
+               "inside a piece get times interpolated by character count, so they are as fine as the piece is "
+               "short (--piece-seconds; the model gives no word times).")
+
+
+@main.command(epilog=_TIMES_HELP)
 @click.argument("audio", nargs=-1, required=True)
 @click.option("--gguf", "gguf_path", type=click.Path(dir_okay=False), help="Decoder GGUF (qwen3vl).")
 @click.option("--mmproj", type=click.Path(dir_okay=False),
@@ -61,7 +45,8 @@ def main():
 @click.option("--language", default="auto", show_default=True,
               help="Force the language: a name (English, any case) or an ISO code (en); auto detects.")
 @click.option("--context", default="", help="Context text for the system prompt (names, terms).")
-@click.option("--max-new-tokens", type=click.IntRange(1), default=512, show_default=True)
+@click.option("--max-new-tokens", type=click.IntRange(1), default=512, show_default=True,
+              help="Token limit per piece.")
 @click.option("--device", default="auto", show_default=True, help="Encoder device: auto|cpu|cuda|mps.")
 @click.option("--dtype", default="auto", show_default=True,
               help="Encoder dtype: auto|float32|float16|bfloat16 (auto: float32 on CPU, float16 on GPU).")
@@ -69,13 +54,29 @@ def main():
               help="Decoder layers on the GPU (default: all when llama.cpp has a GPU backend).")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores).")
 @click.option("--out-text", type=click.Path(dir_okay=False), help="Also write the text to this file.")
-@click.option("--format", "fmt", type=click.Choice(["txt", "json"]), default="txt", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["txt", "json", "srt", "vtt"]), default="txt",
+              show_default=True, help="Output format; json holds segments, languages and timings.")
+@click.option("--output-dir", type=click.Path(file_okay=False),
+              help="Write one OUTPUT-DIR/NAME.FORMAT per input (atomically) instead of printing; inputs whose "
+                   "output exists are skipped (see --overwrite); a summary goes to stderr.")
+@click.option("--overwrite", is_flag=True, help="With --output-dir: transcribe inputs whose output exists.")
+@click.option("--piece-seconds", type=click.FloatRange(10, 1200), default=30.0, show_default=True,
+              help="Long audio is cut at the quietest point within 5 s of every PIECE-SECONDS (as the official "
+                   "package does with 1200) and each piece is transcribed on its own.")
+@click.option("--no-repetition-guard", is_flag=True,
+              help="Let looping generations run to --max-new-tokens and keep repeated text as generated.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.option("--progress", is_flag=True, help="Progress bar even when stderr is not a terminal.")
 @click.option("--bench-tokens", type=click.IntRange(1), default=None,
               help="Benchmarks only: generate exactly N tokens, ignoring end-of-turn (for random weights).")
 def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
-        threads, out_text, fmt, bench_tokens):
-    """Transcribe AUDIO files (wav, flac, mp3, ogg/opus, m4a, video ...)."""
+        threads, out_text, fmt, output_dir, overwrite, piece_seconds, no_repetition_guard, quiet, progress,
+        bench_tokens):
+    """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
+    from . import batch
     from .languages import normalize_language
+    from .longform import SAMPLE_RATE, probe, transcribe_long
+    from .subtitles import render
     from .transcribe import Transcriber
 
     if bool(gguf_path) == bool(model_dir):
@@ -83,31 +84,82 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
     if mmproj and not gguf_path:
         raise AsrggufError("--mmproj goes with --gguf")
     normalize_language(language)  # fail before loading anything
-    kw = dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads,
-              max_new_tokens=max_new_tokens)
-    if gguf_path:
-        tr = Transcriber.from_gguf(gguf_path, mmproj, **kw)
-    else:
-        tr = Transcriber.from_pretrained(model_dir, **kw)
-    failed = 0
-    texts = []
-    for item in audio:
-        try:
-            r = tr.transcribe(item, language=language, context=context, bench_tokens=bench_tokens)
-        except AsrggufError as e:
-            click.echo(f"asrgguf: error: {e}", err=True)
-            failed += 1
+    summary = batch.Summary()
+    prog = batch.Progress(False)
+
+    def report(msg: str) -> None:
+        prog.write(f"asrgguf: error: {msg}")
+
+    items = batch.expand_inputs(list(audio))
+    outs = batch.assign_outputs(items, Path(output_dir), fmt) if output_dir else {}
+    todo: list[int] = []
+    for i, it in enumerate(items):
+        if it.error:
             continue
-        texts.append(r.text)
-        if fmt == "json":
-            d = r.to_dict()
-            d["audio"] = str(item)
-            click.echo(json.dumps(d, ensure_ascii=False))
-        else:
-            click.echo(r.text)
+        if output_dir and i in outs and outs[i].exists() and not overwrite:
+            batch.clean_stale(outs[i])
+            summary.skipped += 1
+            continue
+        todo.append(i)
+    tr = None
+    if todo:
+        kw = dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads,
+                  max_new_tokens=max_new_tokens)
+        tr = Transcriber.from_gguf(gguf_path, mmproj, **kw) if gguf_path else \
+            Transcriber.from_pretrained(model_dir, **kw)
+    infos: dict[int, object] = {}
+    for i, it in enumerate(items):  # report unusable inputs in input order
+        if it.error:
+            report(it.error)
+            summary.failed += 1
+        elif i in todo:
+            try:
+                infos[i] = probe(it.source)
+            except AsrggufError as e:
+                report(str(e))
+                summary.failed += 1
+    total = sum((getattr(info, "duration", None) or 0.0) for info in infos.values())
+    prog = batch.Progress(batch.progress_wanted(quiet, progress or None), total or None)
+    texts = []
+    try:
+        for i in todo:
+            if i not in infos:
+                continue
+            it = items[i]
+            prog.set_desc(Path(it.source).name)
+            try:
+                res = transcribe_long(tr, it.source, language=language, context=context,
+                                      max_new_tokens=max_new_tokens, piece_seconds=piece_seconds,
+                                      repetition_guard=not no_repetition_guard, bench_tokens=bench_tokens,
+                                      info=infos[i],
+                                      on_piece=lambda p, s: prog.update(p.length / SAMPLE_RATE))
+                doc = render(res, fmt)
+                if output_dir:
+                    batch.clean_stale(outs[i])
+                    batch.write_atomic(outs[i], doc)
+            except AsrggufError as e:
+                report(str(e))
+                summary.failed += 1
+                continue
+            except Exception as e:  # one bad input must not stop the batch
+                report(f"{it.source}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'failed'}")
+                summary.failed += 1
+                continue
+            summary.done += 1
+            summary.audio_seconds += res.duration
+            texts.append(res.text)
+            if not output_dir:
+                if fmt == "txt":
+                    click.echo(res.text)
+                else:
+                    click.echo(doc, nl=False)
+    finally:
+        prog.close()
     if out_text and texts:
-        _write_atomic(Path(out_text), "\n".join(texts) + "\n")
-    if failed:
+        batch.write_atomic(Path(out_text), "\n".join(texts) + "\n")
+    if output_dir and not quiet:
+        click.echo(summary.line(), err=True)
+    if summary.failed:
         sys.exit(1)
 
 

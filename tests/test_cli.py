@@ -130,3 +130,58 @@ def test_model_dir_is_quantized_once(ck_gqa, clip5, tmp_path):
     mtime = dec.stat().st_mtime_ns
     r2 = subprocess.run(args, capture_output=True, text=True, env=env)
     assert r2.returncode == 0 and r2.stdout == r1.stdout and dec.stat().st_mtime_ns == mtime
+
+
+# --- long audio, subtitles, batches (issue 5)
+def test_srt_vtt_to_stdout_parse(pair, clip20):
+    import io
+
+    import srt
+    import webvtt
+
+    r = cli("run", "--gguf", pair[0], clip20, "--format", "srt", "--max-new-tokens", "6", "--piece-seconds", "10")
+    assert r.returncode == 0, r.stderr
+    subs = list(srt.parse(r.stdout))
+    assert subs and subs[0].start.total_seconds() == 0.0 and len(subs) >= 2  # about 20 s in 10-s pieces
+    r = cli("run", "--gguf", pair[0], clip20, "--format", "vtt", "--max-new-tokens", "6", "--piece-seconds", "10")
+    assert r.returncode == 0, r.stderr
+    assert len(webvtt.from_buffer(io.StringIO(r.stdout)).captions) == len(subs)
+    assert r.stderr == ""  # no progress bar when stderr is not a terminal
+
+
+def test_output_dir_skip_overwrite_summary(pair, clip5, clip20, tmp_path):
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(b"\x00\x01garbage" * 100)
+    out = tmp_path / "out"
+    base = ["run", "--gguf", pair[0], clip5, clip20, junk, "--output-dir", out, "--format", "json",
+            "--max-new-tokens", "4"]
+    r = cli(*base)
+    assert r.returncode == 1
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith(f"asrgguf: error: {junk}: cannot decode audio")
+    assert lines[-1].startswith("asrgguf: 2 done, 0 skipped, 1 failed; 0.00") and "h of audio in" in lines[-1]
+    assert sorted(p.name for p in out.iterdir()) == ["clip20.json", "clip5.json"]
+    mtime = (out / "clip5.json").stat().st_mtime_ns
+    r = cli(*base[:5], "--output-dir", out, "--format", "json")
+    assert r.returncode == 0 and "0 done, 2 skipped, 0 failed" in r.stderr
+    assert (out / "clip5.json").stat().st_mtime_ns == mtime
+    r = cli(*base[:5], "--output-dir", out, "--format", "json", "--overwrite", "--max-new-tokens", "4", "--quiet")
+    assert r.returncode == 0 and r.stderr == "" and (out / "clip5.json").stat().st_mtime_ns != mtime
+    d = json.loads((out / "clip5.json").read_text())
+    assert d["segments"][0]["start"] == 0.0  # json times are rounded to the millisecond
+    assert d["segments"][-1]["end"] == pytest.approx(d["timings"]["audio_seconds"], abs=5e-4)
+
+
+def test_globs_dirs_and_progress(pair, clip5, tmp_path):
+    d = tmp_path / "in" / "sub"
+    d.mkdir(parents=True)
+    for name in ("a.wav", "b.wav"):
+        shutil.copy(clip5, d / name)
+    out = tmp_path / "out"
+    r = cli("run", "--gguf", pair[0], tmp_path / "in", str(tmp_path / "in" / "*" / "a.wav"),
+            str(tmp_path / "nothing" / "*.wav"), "--output-dir", out, "--max-new-tokens", "4", "--progress")
+    assert r.returncode == 1  # the glob that matches nothing
+    assert f"asrgguf: error: {tmp_path / 'nothing' / '*.wav'}: no files match" in r.stderr
+    assert "s audio" in r.stderr and "RTF" in r.stderr  # the bar, asked for
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.txt")) == ["sub/a.txt", "sub/b.txt"]
+    assert "2 done, 0 skipped, 1 failed" in r.stderr  # a.wav named twice runs once

@@ -172,7 +172,9 @@ def build_command(name: str, spec: dict, audio: str, model_dir: Path, ggufs: dic
         dec, mm = ggufs[spec["outtype"]]
         cmd = [PY, "-m", "asrgguf.cli", "run", "--gguf", str(dec), "--mmproj", str(mm), audio,
                "--format", "json", "--threads", str(threads), "--device", "cpu" if spec["enc_dtype"] != "auto"
-               else "auto", "--dtype", spec["enc_dtype"]]
+               else "auto", "--dtype", spec["enc_dtype"],
+               # one piece, as the official package treats anything up to 20 min: the same work per token
+               "--piece-seconds", "1200"]
     else:
         dec, mm = ggufs[spec["outtype"]]
         cmd = [PY, str(HERE / "mtmd_run.py"), audio, "--model", str(dec), "--mmproj", str(mm),

@@ -1,0 +1,183 @@
+"""Many inputs: expand files, directories and globs; one output per input, written atomically;
+skip finished ones; keep going past bad files; a progress bar and a summary."""
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import AsrggufError
+
+AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".m4b", ".aac", ".wma", ".aif",
+                    ".aiff", ".caf", ".w64", ".mka", ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".amr",
+                    ".ac3", ".spx", ".au", ".snd"}
+_GLOB_CHARS = set("*?[")
+
+
+@dataclass
+class Item:
+    source: str                 # as given, or as found under a directory / by a glob
+    rel: Path | None = None     # output path relative to --output-dir (without extension)
+    error: str | None = None    # set when the argument itself is unusable
+
+
+def expand_inputs(args: list[str]) -> list[Item]:
+    """Files as given; directories: their audio files, recursively, sorted; globs: their matches, sorted.
+
+    Outputs mirror the layout below a directory argument; files and glob matches are named by
+    their stem. Order is deterministic, so a restarted batch maps inputs to the same outputs.
+    """
+    items: list[Item] = []
+    seen: set[str] = set()
+
+    def add(item: Item) -> None:  # the same file named twice (a file and a glob, say) runs once
+        key = os.path.realpath(item.source) if item.error is None else f"\0{item.source}"
+        if key not in seen:
+            seen.add(key)
+            items.append(item)
+
+    for a in args:
+        p = Path(a)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_EXTENSIONS
+                           and not q.name.startswith("."))
+            if not found:
+                add(Item(a, error=f"{a}: no audio files in directory"))
+            for q in found:
+                add(Item(str(q), q.relative_to(p).with_suffix("")))
+        elif not p.exists() and _GLOB_CHARS & set(a):
+            found = sorted(q for q in glob.glob(os.path.expanduser(a), recursive=True) if Path(q).is_file())
+            if not found:
+                add(Item(a, error=f"{a}: no files match"))
+            for q in found:
+                add(Item(q, Path(Path(q).stem)))
+        else:
+            add(Item(a, Path(p.stem or p.name)))
+    return items
+
+
+def assign_outputs(items: list[Item], out_dir: Path, ext: str) -> dict[int, Path]:
+    """index -> output path; an input whose output collides with an earlier one gets an error instead."""
+    taken: dict[Path, str] = {}
+    outs: dict[int, Path] = {}
+    for i, it in enumerate(items):
+        if it.error or it.rel is None:
+            continue
+        out = out_dir / it.rel.parent / f"{it.rel.name}.{ext}"
+        if out in taken:
+            it.error = f"{it.source}: output {out} would overwrite the output of {taken[out]}; run it separately"
+            continue
+        taken[out] = it.source
+        outs[i] = out
+    return outs
+
+
+def temp_glob(path: Path) -> str:
+    return str(path.parent / f".{glob.escape(path.name)}.*.part")
+
+
+def clean_stale(path: Path) -> None:
+    """Remove temp files a killed run left for this output."""
+    for t in glob.glob(temp_glob(path)):
+        with contextlib.suppress(OSError):
+            os.unlink(t)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temp name in the same directory, fsync, then rename over the target."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    except OSError as e:
+        raise AsrggufError(f"{path}: cannot write ({e.strerror})") from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the output the usual permissions
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# --------------------------------------------------------------------------- progress
+def progress_wanted(quiet: bool, progress: bool | None) -> bool:
+    if quiet:
+        return False
+    if progress:
+        return True
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+class Progress:
+    """Audio seconds done / total on stderr, with the real-time factor (wall / audio) so far."""
+
+    def __init__(self, enabled: bool, total_seconds: float | None = None, desc: str = "audio"):
+        self.enabled = enabled
+        self.t0 = time.perf_counter()
+        self.done = 0.0
+        self.bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            fmt = ("{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}{postfix}]"
+                   if total_seconds else "{desc}: {n:.0f} s audio [{elapsed}{postfix}]")
+            self.bar = tqdm(total=total_seconds or None, unit="s", desc=desc, file=sys.stderr,
+                            dynamic_ncols=True, leave=True, bar_format=fmt)
+
+    def add_total(self, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.total = (self.bar.total or 0) + seconds
+            self.bar.refresh()
+
+    def update(self, seconds: float) -> None:
+        self.done += seconds
+        if self.bar is not None:
+            if self.bar.total and self.bar.n + seconds > self.bar.total:  # header durations are estimates
+                self.bar.total = self.bar.n + seconds
+            self.bar.update(seconds)
+            wall = time.perf_counter() - self.t0
+            self.bar.set_postfix_str(f"RTF {wall / self.done:.3f}" if self.done else "")
+
+    def set_desc(self, desc: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description_str(desc[-40:])
+
+    def write(self, line: str) -> None:
+        if self.bar is not None:
+            self.bar.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    audio_seconds: float = 0.0
+    t0: float = field(default_factory=time.perf_counter)
+
+    def line(self) -> str:
+        wall = time.perf_counter() - self.t0
+        rtf = wall / self.audio_seconds if self.audio_seconds else 0.0
+        return (f"asrgguf: {self.done} done, {self.skipped} skipped, {self.failed} failed; "
+                f"{self.audio_seconds / 3600:.3f} h of audio in {wall:.1f} s wall (real-time factor {rtf:.3f})")
