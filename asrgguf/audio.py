@@ -47,16 +47,21 @@ def _read_soundfile(path: str) -> tuple[np.ndarray, int] | None:
     return data, int(sr)  # (samples,) or (channels, samples)
 
 
+def first_audio_stream(container, path: str):
+    """(stream, sample rate) of a PyAV container's first audio stream; AsrggufError if none."""
+    streams = [s for s in container.streams if s.type == "audio"]
+    if not streams:
+        raise AsrggufError(f"{path}: no audio stream in file")
+    stream = streams[0]
+    return stream, int(stream.codec_context.sample_rate or stream.rate)
+
+
 def _read_av(path: str) -> tuple[np.ndarray, int]:
     import av
 
     try:
         with av.open(path) as container:
-            streams = [s for s in container.streams if s.type == "audio"]
-            if not streams:
-                raise AsrggufError(f"{path}: no audio stream in file")
-            stream = streams[0]
-            sr = stream.codec_context.sample_rate or stream.rate
+            stream, sr = first_audio_stream(container, path)
             chunks = []
             for frame in container.decode(stream):
                 arr = frame.to_ndarray()
@@ -117,9 +122,8 @@ def prepare(audio: np.ndarray, sr: int) -> np.ndarray:
     return float_range_normalize(audio)
 
 
-def load(path: str | Path) -> np.ndarray:
-    """Decode an audio (or video) file to 16 kHz mono float32; AsrggufError with one line on failure."""
-    path = str(path)
+def check_path(path: str) -> None:
+    """One-line errors for a missing, directory or empty input file."""
     p = Path(path)
     if not p.exists():
         raise AsrggufError(f"{path}: no such file")
@@ -127,6 +131,12 @@ def load(path: str | Path) -> np.ndarray:
         raise AsrggufError(f"{path}: is a directory, not an audio file")
     if p.stat().st_size == 0:
         raise AsrggufError(f"{path}: file is empty")
+
+
+def load(path: str | Path) -> np.ndarray:
+    """Decode an audio (or video) file to 16 kHz mono float32; AsrggufError with one line on failure."""
+    path = str(path)
+    check_path(path)
     got = _read_soundfile(path)
     audio, sr = got if got is not None else _read_av(path)
     if audio.size == 0:

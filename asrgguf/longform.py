@@ -36,12 +36,11 @@ import os
 import re
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from .audio import _quiet_stderr
+from .audio import _quiet_stderr, check_path, first_audio_stream
 from .errors import AsrggufError
 
 SAMPLE_RATE = 16000
@@ -64,16 +63,6 @@ class SourceInfo:
     backend: str                # "soundfile" or "av"
 
 
-def _check_path(path: str) -> None:
-    p = Path(path)
-    if not p.exists():
-        raise AsrggufError(f"{path}: no such file")
-    if p.is_dir():
-        raise AsrggufError(f"{path}: is a directory, not an audio file")
-    if p.stat().st_size == 0:
-        raise AsrggufError(f"{path}: file is empty")
-
-
 def _mono(block: np.ndarray) -> np.ndarray:
     """(samples, channels) -> (samples,), the channel mean as the official to_mono."""
     if block.ndim == 1:
@@ -91,7 +80,7 @@ def _av_error(path: str, e: Exception) -> AsrggufError:
 def probe(path: str | os.PathLike) -> SourceInfo:
     """Open the file far enough to know its rate, channels and (when the header says) duration."""
     path = str(path)
-    _check_path(path)
+    check_path(path)
     import soundfile as sf
 
     try:
@@ -106,11 +95,7 @@ def probe(path: str | os.PathLike) -> SourceInfo:
 
     try:
         with av.open(path) as c:
-            streams = [s for s in c.streams if s.type == "audio"]
-            if not streams:
-                raise AsrggufError(f"{path}: no audio stream in file")
-            s = streams[0]
-            sr = s.codec_context.sample_rate or s.rate
+            s, sr = first_audio_stream(c, path)
             dur = None
             if s.duration is not None and s.time_base is not None:
                 dur = float(s.duration * s.time_base)

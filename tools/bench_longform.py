@@ -28,13 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
-SENTENCES = [
-    "The quick brown fox jumps over the lazy dog near the river bank.",
-    "Seven hundred and twenty one people came to the meeting on Tuesday evening.",
-    "Please call Stella and ask her to bring these things with her from the store.",
-    "Six spoons of fresh snow peas, five thick slabs of blue cheese, and maybe a snack for her brother Bob.",
-    "We also need a small plastic snake and a big toy frog for the kids.",
-]
+from speech_text import SENTENCES  # noqa: E402
 BEGIN, END = "<!-- bench_longform:begin -->", "<!-- bench_longform:end -->"
 
 
