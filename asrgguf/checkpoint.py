@@ -14,7 +14,6 @@ import numpy as np
 from .errors import AsrggufError
 from .gguf_names import split_checkpoint_name
 
-MIN_MEL_FRAMES = 1
 
 
 @dataclass
@@ -130,7 +129,7 @@ class Checkpoint:
     def _check_shapes(self):
         from safetensors import safe_open
 
-        expected = self.expected_shapes()
+        expected = self._shapes = self.expected_shapes()
         for key, shape in expected.items():
             if key not in self._index:
                 raise AsrggufError(f"{self.path}: tensor for {key[0]} '{key[1]}' is missing from the checkpoint")
@@ -148,7 +147,7 @@ class Checkpoint:
         self.tensor_keys = list(expected)
 
     def shape(self, kind: str, name: str) -> tuple[int, ...]:
-        return self.expected_shapes()[(kind, name)]
+        return self._shapes[(kind, name)]
 
     def read_rows(self, kind: str, name: str, block_rows: int | None = None):
         """Yield float32 numpy blocks of the tensor, split along its first axis."""
