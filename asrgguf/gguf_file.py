@@ -51,17 +51,6 @@ def field(reader, key: str, default=None):
     return f.parts[f.data[0]].tolist()[0]
 
 
-def tensor_to_numpy(t) -> np.ndarray:
-    """A reader tensor as float32 in torch (row-major) order, dequantized if needed."""
-    import gguf
-
-    Q = gguf.GGMLQuantizationType
-    shape = tuple(int(x) for x in reversed(t.shape))
-    if t.tensor_type in (Q.F32, Q.F16):
-        return np.asarray(t.data, dtype=np.float32).reshape(shape)
-    return gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32).reshape(shape)
-
-
 _SCALAR = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from asrgguf.convert import quantize_checkpoint
 from asrgguf.decoder import Decoder, DecoderOptions
-from asrgguf.gguf_file import field, open_gguf, tensor_to_numpy
+from asrgguf.gguf_file import field, open_gguf, tensor_to_torch
 from reference import official_model, official_text_logits
 
 PROMPT = "<|im_start|>system\nYou transcribe meetings.<|im_end|>\n<|im_start|>user\nHello there, how are you today? 123<|im_end|>\n<|im_start|>assistant\nlanguage English<asr_text>"
@@ -113,7 +113,7 @@ def test_same_decoder_file_as_llama_cpp(llama_cpp_pair, gguf_pair, ck_gqa):
     t_ours = {t.name: t for t in ours.tensors}
     assert t_theirs.keys() == t_ours.keys()
     for name, t in t_ours.items():
-        assert np.array_equal(tensor_to_numpy(t), tensor_to_numpy(t_theirs[name])), name
+        assert np.array_equal(tensor_to_torch(t).numpy(), tensor_to_torch(t_theirs[name]).numpy()), name
 
 
 def test_same_mmproj_as_llama_cpp(llama_cpp_pair, gguf_pair, ck_gqa):
@@ -125,7 +125,7 @@ def test_same_mmproj_as_llama_cpp(llama_cpp_pair, gguf_pair, ck_gqa):
     t_ours = {t.name: t for t in ours.tensors}
     assert t_theirs.keys() == t_ours.keys()
     for name, t in t_ours.items():  # llama.cpp stores the conv weights as f16 even at f32
-        a, b = tensor_to_numpy(t), tensor_to_numpy(t_theirs[name])
+        a, b = tensor_to_torch(t).numpy(), tensor_to_torch(t_theirs[name]).numpy()
         assert a.shape == b.shape and rel(b, a) < 1e-3, name
 
 

@@ -67,14 +67,15 @@ def test_output_depends_on_audio(gguf_pair, ck_gqa, clip5, clip20):
 
 @pytest.mark.parametrize("outtype", ["f16", "q8_0"])
 def test_quantized_decoders_run(request, gguf_pair, ck_gqa, clip5, outtype):
-    """Agreement with the official tokens is reported, not asserted (random weights have tiny margins)."""
+    """f16 gives the official tokens; q8_0 at least starts on them (random weights have tiny margins)."""
     model = official_model(str(ck_gqa))
     ref = official_tokens(model, official_wav(str(clip5)), "", None, MAX_NEW)
     res = transcriber(gguf_pair, ck_gqa, outtype).transcribe(str(clip5))
     agree = next((i for i, (a, b) in enumerate(zip(res.token_ids, ref)) if a != b), min(len(ref), len(res.token_ids)))
     print(f"{outtype}: first {agree} of {len(ref)} tokens identical to the official ones")
-    assert len(res.token_ids) == MAX_NEW or res.token_ids[-1:] != []
-    assert res.timings["generated_tokens"] == len(res.token_ids)
+    assert res.timings["generated_tokens"] == len(res.token_ids) == MAX_NEW
+    # docs/parity.md on this clip: f16 identical, q8_0 leaves the official path after 10 tokens
+    assert agree == len(ref) if outtype == "f16" else agree >= 1
 
 
 def test_bench_tokens_generates_exactly_n(gguf_pair, ck_gqa, clip5):

@@ -20,6 +20,7 @@ scale), token embeddings std 1, and the output head a gain that spreads the logi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -195,7 +196,7 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
     cfg = make_config(size, mha=mha, tied=tied, text_layers=text_layers, audio_layers=audio_layers)
     torch.manual_seed(seed)
     big = not size.startswith("tiny")
-    with torch.device("meta") if big else _nullctx():
+    with torch.device("meta") if big else contextlib.nullcontext():
         model = Qwen3ASRForConditionalGeneration(cfg)
     if big:
         model = model.to_empty(device="cpu")
@@ -217,14 +218,6 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
     proc = Qwen3ASRProcessor(feature_extractor=fe, tokenizer=tok, chat_template=CHAT_TEMPLATE)
     proc.save_pretrained(out)
     return out
-
-
-class _nullctx:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *a):
-        return False
 
 
 def _save_hf_layout(model, cfg, out: Path, shard_size: str):
