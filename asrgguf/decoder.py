@@ -99,7 +99,7 @@ class DecoderOptions:
     n_gpu_layers: int | None = None   # None: all when a GPU backend is built in
     flash_attn: bool | None = None    # None: off on CPU (faster decode there), auto with a GPU
     kv_f32: bool | None = None        # None: f32 KV for f32 decoders (exact mode), else f16
-    n_seq: int = 1
+    n_seq: int = 1            # parallel sequences (grown per request, see ensure_ctx)
 
 
 class Decoder:
@@ -133,10 +133,9 @@ class Decoder:
         self.gpu = gpu
         self.ctx = None
         self.n_batch = min(opts.n_batch, opts.n_ctx)
-        self._make_ctx(opts.n_ctx)
+        self._make_ctx(opts.n_ctx, max(1, opts.n_seq))
         self._tok_batch = _Batch(self.n_batch, None, self.n_pos, 1)
         self._emb_batch = _Batch(self.n_batch, self.n_embd, self.n_pos, 1)
-        self._step = _Batch(max(1, opts.n_seq), None, self.n_pos, 1)
         self.im_end = self.token_id("<|im_end|>")
         self.endoftext = self.token_id("<|endoftext|>")
 
@@ -155,15 +154,17 @@ class Decoder:
                                f"(a Qwen3-ASR text decoder GGUF)")
         return kv
 
-    def _make_ctx(self, n_ctx: int) -> None:
+    def _make_ctx(self, n_ctx_seq: int, n_seq: int) -> None:
+        """A context of n_seq sequences with n_ctx_seq positions each (one KV stream per sequence)."""
         L, opts = self.L, self.opts
         if self.ctx:
             L.llama_free(self.ctx)
             self.ctx = None
         cp = L.llama_context_default_params()
-        cp.n_ctx = n_ctx
+        cp.n_ctx = n_ctx_seq * n_seq
         cp.n_batch = cp.n_ubatch = self.n_batch
-        cp.n_seq_max = opts.n_seq
+        # separate streams: each sequence attends over its own cells only (pieces share no prefix)
+        cp.n_seq_max, cp.kv_unified = n_seq, False
         threads = opts.n_threads or os.cpu_count() or 1
         cp.n_threads = cp.n_threads_batch = threads
         exact = self.file_type == 0 if opts.kv_f32 is None else opts.kv_f32
@@ -179,12 +180,15 @@ class Decoder:
         if not self.ctx:
             raise AsrggufError(f"{self.path}: llama.cpp could not create a context (n_ctx={n_ctx})"
                                + (f": {last_llama_error()}" if last_llama_error() else ""))
-        self.n_ctx = L.llama_n_ctx(self.ctx)
+        self.n_seq = n_seq
+        self.n_ctx = L.llama_n_ctx(self.ctx) // n_seq   # positions per sequence
+        self._step = _Batch(n_seq, None, self.n_pos, 1)
 
-    def ensure_ctx(self, n_tokens: int) -> None:
-        """Grow the context (KV cache) when a request needs more positions than it holds."""
-        if n_tokens > self.n_ctx:
-            self._make_ctx(-(-n_tokens // 256) * 256)
+    def ensure_ctx(self, n_tokens: int, n_seq: int = 1) -> None:
+        """Grow the context (KV cache) when a request needs more positions per sequence, or more
+        sequences, than it holds."""
+        if n_tokens > self.n_ctx or n_seq > self.n_seq:
+            self._make_ctx(-(-max(n_tokens, self.n_ctx) // 256) * 256, max(n_seq, self.n_seq))
 
     # --- vocabulary
     def tokenize(self, text: str, parse_special: bool = True) -> list[int]:

@@ -93,6 +93,22 @@ def find_mmproj(decoder_path: str | Path) -> Path:
     return same[0]
 
 
+_GPU_BACKENDS = ("cuda", "metal", "vulkan", "hip", "musa", "sycl", "opencl", "cann")
+
+
+def llama_gpu_backends(lib_dir: str | Path | None = None) -> list[str]:
+    """GPU backends of the installed llama.cpp build, read from its library names (nothing is loaded)."""
+    if lib_dir is None:
+        import importlib.util
+
+        spec = importlib.util.find_spec("llama_cpp")
+        if spec is None or not spec.submodule_search_locations:
+            return []
+        lib_dir = Path(list(spec.submodule_search_locations)[0]) / "lib"
+    names = [p.name.lower() for p in Path(lib_dir).glob("*ggml-*")]
+    return [b for b in _GPU_BACKENDS if any(f"ggml-{b}" in n for n in names)]
+
+
 class Transcriber:
     """Qwen3-ASR with a PyTorch encoder and a llama.cpp GGUF decoder."""
 
@@ -121,26 +137,36 @@ class Transcriber:
         t0 = time.perf_counter()
         opts = DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn)
         Decoder.check_file(decoder)  # header errors first, before anything slow
-        # llama.cpp loads (and repacks) the decoder in a thread (ctypes releases the GIL) while this
-        # thread imports torch and loads the encoder: about a second less start-up on 2 cores
-        with ThreadPoolExecutor(1) as pool:
-            fut = pool.submit(Decoder, decoder, opts)
-            try:
-                import torch
 
-                from .encoder import load_from_gguf
+        def load_encoder():
+            import torch
 
-                dev = pick_device(device)
-                dt = pick_dtype(dtype, dev)
-                if threads:
-                    torch.set_num_threads(threads)
-                mm = Path(mmproj) if mmproj else find_mmproj(decoder)
-                enc = load_from_gguf(mm, device=dev, dtype=dt)
-            except BaseException:
-                with contextlib.suppress(BaseException):
-                    fut.result().close()
-                raise
-            dec = fut.result()
+            from .encoder import load_from_gguf
+
+            dev = pick_device(device)
+            dt = pick_dtype(dtype, dev)
+            if threads:
+                torch.set_num_threads(threads)
+            mm = Path(mmproj) if mmproj else find_mmproj(decoder)
+            return load_from_gguf(mm, device=dev, dtype=dt), mm, dev, dt
+
+        if llama_gpu_backends():
+            # one after the other: with a CUDA build of llama.cpp, loading the decoder in a thread while
+            # this one imported torch crashed the process (SIGSEGV; H200, torch 2.11+cu130)
+            enc, mm, dev, dt = load_encoder()
+            dec = Decoder(decoder, opts)
+        else:
+            # CPU build: llama.cpp loads (and repacks) the decoder in a thread (ctypes releases the GIL)
+            # while this thread imports torch and loads the encoder: about a second less start-up on 2 cores
+            with ThreadPoolExecutor(1) as pool:
+                fut = pool.submit(Decoder, decoder, opts)
+                try:
+                    enc, mm, dev, dt = load_encoder()
+                except BaseException:
+                    with contextlib.suppress(BaseException):
+                        fut.result().close()
+                    raise
+                dec = fut.result()
         info = {"decoder": str(decoder), "mmproj": str(mm), "encoder_device": dev.type,
                 "encoder_dtype": str(dt).replace("torch.", "")}
         return cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens)
@@ -182,37 +208,61 @@ class Transcriber:
     def generate(self, emb: np.ndarray, language: str | None, context: str, max_new_tokens: int,
                  bench_tokens: int | None = None, loop_guard: bool = True) -> tuple[list[int], dict]:
         """Greedy ids after the prompt. loop_guard stops a generation stuck repeating an n-gram."""
+        ids, timings = self.generate_many([emb], language, context, max_new_tokens, bench_tokens, loop_guard)
+        timings["loop_stopped"] = timings.pop("loops_stopped")[0]
+        return ids[0], timings
+
+    def generate_many(self, embs: list[np.ndarray], language: str | None, context: str, max_new_tokens: int,
+                      bench_tokens: int | None = None, loop_guard: bool = True) -> tuple[list[list[int]], dict]:
+        """Greedy ids for several audio pieces at once, each in its own llama.cpp sequence.
+
+        Each prompt is prefilled into its sequence; then every unfinished sequence advances one token
+        per `llama_decode` call (one batch row each), so the decoder weights are read once per step
+        for all of them. The ids of each sequence are those `generate` gives for it alone (up to the
+        arithmetic of a batched matrix product).
+        """
         dec = self.decoder
-        prompt = build_prompt(dec.tokenize, len(emb), context, language)
+        prompts = [build_prompt(dec.tokenize, len(e), context, language) for e in embs]
         limit = bench_tokens if bench_tokens else max_new_tokens
-        dec.ensure_ctx(len(prompt) + limit)
+        dec.ensure_ctx(max(len(p) for p in prompts) + limit, len(embs))
         dec.clear()
         t0 = time.perf_counter()
-        pos = dec.eval_tokens(prompt.prefix, 0)
-        pos = dec.eval_embeddings(emb, pos, logits_last=not prompt.suffix)
-        if prompt.suffix:
-            pos = dec.eval_tokens(prompt.suffix, pos, logits_last=True)
-        logits = dec.logits(-1)
+        nxt, pos = [], []
+        for s, (prompt, emb) in enumerate(zip(prompts, embs)):
+            q = dec.eval_tokens(prompt.prefix, 0, seq=s)
+            q = dec.eval_embeddings(emb, q, seq=s, logits_last=not prompt.suffix)
+            if prompt.suffix:
+                q = dec.eval_tokens(prompt.suffix, q, seq=s, logits_last=True)
+            nxt.append(int(np.argmax(dec.logits(-1))))
+            pos.append(q)
         t1 = time.perf_counter()
-        ids: list[int] = []
-        looped = False
-        while len(ids) < limit:
-            tok = int(np.argmax(logits))
-            if not bench_tokens and tok in self.stop_ids:
+        ids: list[list[int]] = [[] for _ in embs]
+        looped = [False] * len(embs)
+        active = list(range(len(embs)))
+        while active:
+            going = []
+            for s in active:
+                tok = nxt[s]
+                if not bench_tokens and tok in self.stop_ids:
+                    continue
+                ids[s].append(tok)
+                if len(ids[s]) >= limit:
+                    continue
+                if loop_guard and not bench_tokens and is_looping(ids[s]):
+                    looped[s] = True
+                    continue
+                going.append(s)
+            active = going
+            if not active:
                 break
-            ids.append(tok)
-            if len(ids) >= limit:
-                break
-            if loop_guard and not bench_tokens and is_looping(ids):
-                looped = True
-                break
-            dec.step([tok], [pos], [0])
-            pos += 1
-            logits = dec.logits(0)
+            dec.step([nxt[s] for s in active], [pos[s] for s in active], active)
+            for row, s in enumerate(active):
+                pos[s] += 1
+                nxt[s] = int(np.argmax(dec.logits(row)))
         t2 = time.perf_counter()
-        n_dec = max(0, len(ids) - 1)
-        return ids, {"prefill": t1 - t0, "decode": t2 - t1, "prompt_tokens": len(prompt), "loop_stopped": looped,
-                     "generated_tokens": len(ids),
+        n_dec = sum(max(0, len(x) - 1) for x in ids)
+        return ids, {"prefill": t1 - t0, "decode": t2 - t1, "prompt_tokens": sum(len(p) for p in prompts),
+                     "loops_stopped": looped, "generated_tokens": sum(len(x) for x in ids),
                      "decode_tokens_per_s": (n_dec / (t2 - t1)) if t2 > t1 and n_dec else 0.0}
 
     def transcribe(self, audio, language: str | None = None, context: str = "",

@@ -116,3 +116,16 @@ def test_loop_guard_stops_a_looping_model(gguf_pair, ck_mha, clip20):
     assert len(free.token_ids) == 120 and not free.timings["loop_stopped"]
     assert guarded.timings["loop_stopped"] and len(guarded.token_ids) < 120
     assert guarded.token_ids == free.token_ids[:len(guarded.token_ids)]
+
+
+def test_gpu_backends_read_from_library_names(tmp_path):
+    """A GPU build of llama.cpp loads the decoder after torch (not beside it): found by library name."""
+    from asrgguf.transcribe import llama_gpu_backends
+
+    for name in ("libggml-base.so", "libggml-cpu.so", "libllama.so", "libmtmd.so"):
+        (tmp_path / name).touch()
+    assert llama_gpu_backends(tmp_path) == []
+    (tmp_path / "libggml-cuda.so").touch()
+    assert llama_gpu_backends(tmp_path) == ["cuda"]
+    (tmp_path / "libggml-metal.dylib").touch()
+    assert llama_gpu_backends(tmp_path) == ["cuda", "metal"]
