@@ -63,6 +63,9 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
 @click.option("--piece-seconds", type=click.FloatRange(10, 1200), default=30.0, show_default=True,
               help="Long audio is cut at the quietest point within 5 s of every PIECE-SECONDS (as the official "
                    "package does with 1200) and each piece is transcribed on its own.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="Decode this many pieces of a long recording at once, as parallel sequences in one "
+                   "llama.cpp context (more throughput, more KV-cache memory).")
 @click.option("--no-repetition-guard", is_flag=True,
               help="Let looping generations run to --max-new-tokens and keep repeated text as generated.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
@@ -70,8 +73,8 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
 @click.option("--bench-tokens", type=click.IntRange(1), default=None,
               help="Benchmarks only: generate exactly N tokens, ignoring end-of-turn (for random weights).")
 def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
-        threads, out_text, fmt, output_dir, overwrite, piece_seconds, no_repetition_guard, quiet, progress,
-        bench_tokens):
+        threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
+        progress, bench_tokens):
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
     from . import batch
     from .languages import normalize_language
@@ -131,7 +134,7 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
                 res = transcribe_long(tr, it.source, language=language, context=context,
                                       max_new_tokens=max_new_tokens, piece_seconds=piece_seconds,
                                       repetition_guard=not no_repetition_guard, bench_tokens=bench_tokens,
-                                      info=infos[i],
+                                      info=infos[i], parallel=parallel,
                                       on_piece=lambda p, s: prog.update(p.length / SAMPLE_RATE))
                 doc = render(res, fmt)
                 if output_dir:

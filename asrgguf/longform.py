@@ -30,7 +30,6 @@ the official one.
 """
 from __future__ import annotations
 
-import inspect
 import math
 import os
 import re
@@ -432,19 +431,16 @@ class LongResult:
                 "timings": self.timings, "model": self.model}
 
 
-def _generate_kwargs(tr) -> set:
-    try:
-        return set(inspect.signature(tr.generate).parameters)
-    except (TypeError, ValueError):
-        return set()
-
-
 def transcribe_long(tr, path: str | os.PathLike, language: str | None = None, context: str = "",
                     max_new_tokens: int | None = None, piece_seconds: float = DEFAULT_PIECE_SECONDS,
                     repetition_guard: bool = True, bench_tokens: int | None = None,
                     on_piece: Callable[[Piece, Segment], None] | None = None,
-                    info: SourceInfo | None = None) -> LongResult:
-    """Transcribe a file of any length piece by piece with a `Transcriber`; memory does not grow with length."""
+                    info: SourceInfo | None = None, parallel: int = 1) -> LongResult:
+    """Transcribe a file of any length piece by piece with a `Transcriber`; memory does not grow with length.
+
+    `parallel` pieces are encoded one after another, then decoded together as parallel sequences
+    of one llama.cpp context (`Transcriber.generate_many`); segments come out in order.
+    """
     from .languages import normalize_language
     from .output import parse_asr_output
 
@@ -456,34 +452,44 @@ def transcribe_long(tr, path: str | os.PathLike, language: str | None = None, co
     info = info or probe(path)
     t_read = [0.0]
     blocks = stream_16k(path, info, on_read=lambda s: t_read.__setitem__(0, t_read[0] + s))
-    gen_kw = _generate_kwargs(tr)
+    if parallel < 1:
+        raise AsrggufError(f"--parallel must be at least 1 (got {parallel})")
     limit = max_new_tokens or tr.max_new_tokens
     totals = {"features": 0.0, "encoder": 0.0, "prefill": 0.0, "decode": 0.0, "prompt_tokens": 0,
               "generated_tokens": 0}
     segs: list[Segment] = []
     n_fft_half = tr.encoder.params.n_fft // 2
     n_samples = 0
+    group: list[tuple[Piece, np.ndarray]] = []
+
+    def decode_group():
+        ids_list, t_dec = tr.generate_many([emb for _, emb in group], lang, context, limit, bench_tokens,
+                                           repetition_guard)
+        for k in ("prefill", "decode", "prompt_tokens", "generated_tokens"):
+            totals[k] += t_dec[k]
+        for (piece, _), ids, looped in zip(group, ids_list, t_dec["loops_stopped"]):
+            raw = tr.decoder.detokenize(ids)
+            out_lang, text = parse_asr_output(raw, lang, fix_repeats=repetition_guard)
+            seg = Segment(piece.index, piece.start_s, piece.end_s, text, out_lang, raw, list(ids), looped)
+            seg.sentences = sentence_times(text, seg.start, seg.end)
+            segs.append(seg)
+            if on_piece:
+                on_piece(piece, seg)
+        group.clear()
+
     for piece in iter_pieces(blocks, piece_seconds):
         n_samples = piece.start + piece.length
         if piece.wav.size <= n_fft_half:
             raise AsrggufError(f"{path}: audio is too short ({piece.wav.size} samples at 16 kHz)")
         emb, t_enc = tr.encode(piece.wav)
-        kw = {}
-        if bench_tokens:
-            kw["bench_tokens"] = bench_tokens
-        if "loop_guard" in gen_kw:
-            kw["loop_guard"] = repetition_guard
-        ids, t_dec = tr.generate(emb, lang, context, limit, **kw)
-        raw = tr.decoder.detokenize(ids)
-        out_lang, text = parse_asr_output(raw, lang, fix_repeats=repetition_guard)
-        for k in totals:
-            totals[k] += t_enc.get(k, 0) + t_dec.get(k, 0)
-        seg = Segment(piece.index, piece.start_s, piece.end_s, text, out_lang, raw, list(ids),
-                      bool(t_dec.get("loop_stopped", False)))
-        seg.sentences = sentence_times(text, seg.start, seg.end)
-        segs.append(seg)
-        if on_piece:
-            on_piece(piece, seg)
+        piece.wav = None  # only the embeddings wait for the group's decode
+        for k in ("features", "encoder"):
+            totals[k] += t_enc[k]
+        group.append((piece, emb))
+        if len(group) == parallel:
+            decode_group()
+    if group:
+        decode_group()
     wall = time.perf_counter() - t_start
     audio_s = n_samples / SAMPLE_RATE
     n_dec = sum(max(0, len(s.token_ids) - 1) for s in segs)

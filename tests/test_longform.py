@@ -166,6 +166,28 @@ def test_segments_cover_the_audio(tr, real_files):
     assert segs[1].token_ids == one.token_ids and segs[1].text == one.text
 
 
+def test_parallel_pieces_decode_as_the_official_does_each(gguf_pair, ck_gqa, real_files):
+    """Pieces decoded as parallel sequences of one llama.cpp context (groups of 3, and a remainder):
+    with the f32 pair each piece's ids equal the official package's for that piece alone, in order."""
+    from asrgguf import Transcriber
+    from reference import official_model, official_tokens
+
+    path = str(real_files["flac44"])
+    theirs = official().split_audio_into_chunks(official().normalize_audio_input(path), 16000, 10.0)
+    assert len(theirs) % 3 != 0 and len(theirs) > 3
+    dec, mm = gguf_pair(ck_gqa, "f32")
+    t = Transcriber.from_gguf(dec, mm, threads=2)
+    try:
+        res = lf.transcribe_long(t, path, max_new_tokens=24, piece_seconds=10.0, parallel=3)
+    finally:
+        t.close()
+    model = official_model(str(ck_gqa))
+    assert [round(s.start * 16000) for s in res.segments] == [round(o * 16000) for _, o in theirs]
+    for seg, (wav, _) in zip(res.segments, theirs):
+        assert seg.token_ids == official_tokens(model, wav, max_new_tokens=24)
+    assert res.timings["generated_tokens"] == sum(len(s.token_ids) for s in res.segments)
+
+
 def _fake_result(texts):
     segs, t = [], 0.0
     for i, tx in enumerate(texts):

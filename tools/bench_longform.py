@@ -7,6 +7,9 @@ wait4(), and writes a table to docs/longform.md (replacing the part between the 
 
     python tools/bench_longform.py                          # tiny random checkpoint, 10 min vs 3 h
     python tools/bench_longform.py --gguf Qwen3-ASR-0.6B-q8_0.gguf --minutes 10 --minutes 60
+    # sequential vs parallel pieces (random weights: a fixed number of tokens per piece)
+    python tools/bench_longform.py --gguf 0.6B-q8_0.gguf --minutes 10 --bench-tokens 100 \
+        --parallel 1 --parallel 4 --marker bench_parallel
 """
 from __future__ import annotations
 
@@ -29,7 +32,6 @@ sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(ROOT))
 
 from speech_text import SENTENCES  # noqa: E402
-BEGIN, END = "<!-- bench_longform:begin -->", "<!-- bench_longform:end -->"
 
 
 def make_recording(path: Path, minutes: float, work: Path, sr: int = 22050, seed: int = 0) -> Path:
@@ -71,15 +73,21 @@ def main() -> int:
     ap.add_argument("--piece-seconds", type=float, default=30.0)
     ap.add_argument("--max-new-tokens", type=int, default=4)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--parallel", type=int, action="append", help="pieces decoded at once (default 1); repeatable")
+    ap.add_argument("--bench-tokens", type=int, default=None,
+                    help="generate exactly N tokens per piece (random weights: speech-like work per piece)")
+    ap.add_argument("--marker", default="bench_longform", help="name of the table's markers in --doc")
     ap.add_argument("--work", default=None, help="scratch directory (default: a temp dir, removed)")
     ap.add_argument("--doc", default=str(ROOT / "docs" / "longform.md"))
     a = ap.parse_args()
     minutes = a.minutes or [10.0, 180.0]
+    parallels = a.parallel or [1]
+    begin, end = f"<!-- {a.marker}:begin -->", f"<!-- {a.marker}:end -->"
     work = Path(a.work or tempfile.mkdtemp(prefix="bench_longform."))
     work.mkdir(parents=True, exist_ok=True)
     try:
         dec = a.gguf
-        model = "given"
+        model = Path(dec).name if dec else ""
         if not dec:
             from random_checkpoint import write_checkpoint
 
@@ -92,42 +100,49 @@ def main() -> int:
         rows = []
         for m in minutes:
             rec = make_recording(work / f"rec-{m:g}min.wav", m, work)
-            out = work / f"out-{m:g}"
-            cmd = [sys.executable, "-m", "asrgguf.cli", "run", "--gguf", str(dec), str(rec), "--output-dir",
-                   str(out), "--format", "json", "--overwrite", "--max-new-tokens", str(a.max_new_tokens),
-                   "--piece-seconds", str(a.piece_seconds)]
-            if a.threads:
-                cmd += ["--threads", str(a.threads)]
-            wall, rss, rc, err = run_measured(cmd)
-            if rc != 0:
-                print(err, file=sys.stderr)
-                return 1
-            d = json.loads((out / f"rec-{m:g}min.json").read_text())
-            t = d["timings"]
-            rows.append({"minutes": m, "pieces": t["pieces"], "audio_s": t["audio_seconds"], "wall_s": wall,
-                         "transcribe_s": t["wall"], "read_s": t["audio"], "rss_mb": rss / 1024,
-                         "s_per_audio_h": t["wall"] / t["audio_seconds"] * 3600})
-            print(json.dumps(rows[-1]), flush=True)
+            for par in parallels:
+                out = work / f"out-{m:g}-{par}"
+                cmd = [sys.executable, "-m", "asrgguf.cli", "run", "--gguf", str(dec), str(rec), "--output-dir",
+                       str(out), "--format", "json", "--overwrite", "--max-new-tokens", str(a.max_new_tokens),
+                       "--piece-seconds", str(a.piece_seconds), "--parallel", str(par)]
+                if a.bench_tokens:
+                    cmd += ["--bench-tokens", str(a.bench_tokens)]
+                if a.threads:
+                    cmd += ["--threads", str(a.threads)]
+                wall, rss, rc, err = run_measured(cmd)
+                if rc != 0:
+                    print(err, file=sys.stderr)
+                    return 1
+                d = json.loads((out / f"rec-{m:g}min.json").read_text())
+                t = d["timings"]
+                rows.append({"minutes": m, "parallel": par, "pieces": t["pieces"], "audio_s": t["audio_seconds"],
+                             "wall_s": wall, "transcribe_s": t["wall"], "read_s": t["audio"],
+                             "encoder_s": t["features"] + t["encoder"], "prefill_s": t["prefill"],
+                             "decode_s": t["decode"], "tokens": t["generated_tokens"], "rss_mb": rss / 1024,
+                             "s_per_audio_h": t["wall"] / t["audio_seconds"] * 3600})
+                print(json.dumps(rows[-1]), flush=True)
             rec.unlink()
         base = rows[0]["rss_mb"]
-        lines = [BEGIN, "",
+        tok = f"--bench-tokens {a.bench_tokens}" if a.bench_tokens else f"--max-new-tokens {a.max_new_tokens}"
+        lines = [begin, "",
                  f"Measured by `python tools/bench_longform.py {' '.join(sys.argv[1:])}`".rstrip() + " on "
                  f"{platform.machine()} with {os.cpu_count()} CPUs; model: {model}; pieces of "
-                 f"{a.piece_seconds:g} s, --max-new-tokens {a.max_new_tokens}. Each row is one fresh "
+                 f"{a.piece_seconds:g} s, {tok}. Each row is one fresh "
                  "`asrgguf run` process; peak RSS from wait4().", "",
-                 "| recording | pieces | process wall | transcribe | of which read+resample | s per audio hour "
-                 "| peak RSS | vs first |",
-                 "|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                 "| recording | --parallel | pieces | process wall | transcribe | of which read+resample "
+                 "| encoder | prefill | decode | s per audio hour | peak RSS | RSS vs first |",
+                 "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:
-            lines.append(f"| {r['minutes']:g} min | {r['pieces']} | {r['wall_s']:.1f} s | {r['transcribe_s']:.1f} s"
-                         f" | {r['read_s']:.1f} s | {r['s_per_audio_h']:.1f} | {r['rss_mb']:.0f} MB "
-                         f"| {r['rss_mb'] / base - 1:+.1%} |")
-        lines += ["", END]
+            lines.append(f"| {r['minutes']:g} min | {r['parallel']} | {r['pieces']} | {r['wall_s']:.1f} s "
+                         f"| {r['transcribe_s']:.1f} s | {r['read_s']:.1f} s | {r['encoder_s']:.1f} s "
+                         f"| {r['prefill_s']:.1f} s | {r['decode_s']:.1f} s | {r['s_per_audio_h']:.0f} "
+                         f"| {r['rss_mb']:.0f} MB | {r['rss_mb'] / base - 1:+.1%} |")
+        lines += ["", end]
         doc = Path(a.doc)
         text = doc.read_text() if doc.exists() else "# Long recordings\n\n"
         block = "\n".join(lines)
-        if BEGIN in text and END in text:
-            text = text[:text.index(BEGIN)] + block + text[text.index(END) + len(END):]
+        if begin in text and end in text:
+            text = text[:text.index(begin)] + block + text[text.index(end) + len(end):]
         else:
             text = text.rstrip("\n") + "\n\n" + block + "\n"
         doc.parent.mkdir(parents=True, exist_ok=True)
