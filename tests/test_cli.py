@@ -185,3 +185,17 @@ def test_globs_dirs_and_progress(pair, clip5, tmp_path):
     assert "s audio" in r.stderr and "RTF" in r.stderr  # the bar, asked for
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.txt")) == ["sub/a.txt", "sub/b.txt"]
     assert "2 done, 0 skipped, 1 failed" in r.stderr  # a.wav named twice runs once
+
+
+def test_parallel_pieces_same_segments(pair, clip20):
+    """--parallel 3: the same segments, ids and times as piece by piece."""
+    dec, _ = pair
+    base = ("run", "--gguf", dec, clip20, "--format", "json", "--max-new-tokens", "12", "--piece-seconds", "10")
+    r1, r3 = cli(*base), cli(*base, "--parallel", "3")
+    assert r1.returncode == 0 and r3.returncode == 0, (r1.stderr, r3.stderr)
+    s1, s3 = json.loads(r1.stdout)["segments"], json.loads(r3.stdout)["segments"]
+    assert len(s1) >= 2
+    assert [(s["start"], s["end"], s["token_ids"]) for s in s1] == [(s["start"], s["end"], s["token_ids"]) for s in s3]
+    bad = cli(*base, "--parallel", "0")  # a usage error: click's exit code 2, one message
+    assert bad.returncode == 2 and bad.stderr.splitlines()[-1] == \
+        "Error: Invalid value for '--parallel': 0 is not in the range 1<=x<=64."
