@@ -65,14 +65,22 @@ def official_encoder(model, wav: np.ndarray) -> np.ndarray:
     return out.numpy()
 
 
+def end_ids(model) -> list[int]:
+    """<|im_end|> and <|endoftext|> in the model's own vocabulary. The official generate() defaults to
+    [151645, 151643], their Qwen2 ids; a checkpoint with another vocabulary (the demo model) needs these."""
+    tok = model.processor.tokenizer
+    return [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
+
+
 def official_tokens(model, wav: np.ndarray, context: str = "", language: str | None = None,
                     max_new_tokens: int = 64) -> list[int]:
     """Greedy generated ids (end-of-turn excluded), windowed encoder, float32."""
     inp = official_inputs(model, wav, context, language)
+    stop = end_ids(model)
     with windowed(), torch.no_grad():
-        out = model.model.generate(**inp, max_new_tokens=max_new_tokens, do_sample=False)
+        out = model.model.generate(**inp, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop)
     ids = out.sequences[0, inp["input_ids"].shape[1]:].tolist()
-    while ids and ids[-1] in (151645, 151643):
+    while ids and ids[-1] in stop:
         ids.pop()
     return ids
 

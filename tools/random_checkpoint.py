@@ -91,7 +91,7 @@ SIZES["tiny32"] = (dict(SIZES["tiny"][0], output_dim=32),
 
 
 def make_tokenizer():
-    from transformers import AddedToken, Qwen2TokenizerFast
+    from transformers import Qwen2TokenizerFast
 
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(BPE_ARCHIVE) as tar:
         tar.extractall(tmp, filter="data")
@@ -100,23 +100,37 @@ def make_tokenizer():
             unk_token=None, bos_token=None, eos_token=None, pad_token=None,
             errors="replace", clean_up_tokenization_spaces=False, model_max_length=131072,
         )
-    base = len(tok)
-    assert base == FIRST_ADDED, base
-    for i in range(FIRST_ADDED, LAST_ADDED + 1):
-        name = _KNOWN_ADDED.get(i, f"<|reserved_{i}|>")
+    assert len(tok) == FIRST_ADDED, len(tok)
+    add_special_tokens(tok, [_KNOWN_ADDED.get(i, f"<|reserved_{i}|>") for i in range(FIRST_ADDED, LAST_ADDED + 1)])
+    assert all(tok.convert_tokens_to_ids(name) == i for i, name in _KNOWN_ADDED.items())
+    return tok
+
+
+def add_special_tokens(tok, names: list[str]):
+    """Append Qwen3-ASR's added tokens (in this order, from id len(tok) on) and name its roles."""
+    from transformers import AddedToken
+
+    for name in names:
         added = AddedToken(name, special=name not in NOT_SPECIAL, normalized=False)
-        if name in NOT_SPECIAL:
-            tok.add_tokens([added])
-        else:
-            tok.add_tokens([added], special_tokens=True)
-        assert tok.convert_tokens_to_ids(name) == i, (name, i)
+        n = len(tok)
+        tok.add_tokens([added], special_tokens=name not in NOT_SPECIAL)
+        assert tok.convert_tokens_to_ids(name) == n, (name, n)
     tok.eos_token, tok.pad_token = "<|im_end|>", "<|endoftext|>"
     extra = {"audio_token": "<|audio_pad|>", "audio_bos_token": "<|audio_start|>",
              "audio_eos_token": "<|audio_end|>"}
     tok.extra_special_tokens = extra
     tok._set_model_specific_special_tokens(special_tokens=extra)
-    assert len(tok) == LAST_ADDED + 1
     return tok
+
+
+def make_processor(tok):
+    """The official processor: Whisper log-mel (128 bins) + the tokenizer + the audio chat template."""
+    from transformers import WhisperFeatureExtractor
+    from qwen_asr.core.transformers_backend import Qwen3ASRProcessor
+
+    fe = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=30,
+                                 n_fft=400, padding_value=0.0, return_attention_mask=True, dither=0.0)
+    return Qwen3ASRProcessor(feature_extractor=fe, tokenizer=tok, chat_template=CHAT_TEMPLATE)
 
 
 def make_config(size: str, mha: bool = False, tied: bool | None = None, text_layers: int | None = None,
@@ -187,8 +201,7 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
                      layout: str = "original", shard_size: str = "2GB", text_layers: int | None = None,
                      audio_layers: int | None = None, dtype: str | None = None) -> Path:
     import torch
-    from transformers import WhisperFeatureExtractor
-    from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration, Qwen3ASRProcessor
+    from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -212,11 +225,7 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
     else:
         raise ValueError(f"unknown layout {layout}")
     del model
-    tok = make_tokenizer()
-    fe = WhisperFeatureExtractor(feature_size=128, sampling_rate=16000, hop_length=160, chunk_length=30,
-                                 n_fft=400, padding_value=0.0, return_attention_mask=True, dither=0.0)
-    proc = Qwen3ASRProcessor(feature_extractor=fe, tokenizer=tok, chat_template=CHAT_TEMPLATE)
-    proc.save_pretrained(out)
+    make_processor(make_tokenizer()).save_pretrained(out)
     return out
 
 

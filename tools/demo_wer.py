@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Word error rate of the demo model on its held-out test set, through `asrgguf run`.
+
+The set: the first N held-out sentences of tools/demo_speech.py (training excludes them) spoken by
+espeak-ng with TEST_VOICE (a voice variant training never used), written as WAV files to a
+temporary directory and transcribed in one `asrgguf run --output-dir` call (q8_0 decoder).
+WER (jiwer) is over lower-cased words without punctuation.
+
+    python tools/demo_wer.py                          # the packaged demo model, 100 sentences
+    python tools/demo_wer.py --n 20 --model /tmp/demo/qwen3-asr-demo   # a checkpoint (quantized to q8_0)
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import demo_speech as speech  # noqa: E402
+
+SPEED = 160
+
+
+def normalize(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    import jiwer
+
+    return jiwer.wer([normalize(r) for r in refs], [normalize(h) for h in hyps])
+
+
+def write_test_set(out: Path, n: int) -> list[tuple[Path, str]]:
+    clips = []
+    for i, text in enumerate(speech.held_out(n)):
+        path = out / f"{i:03d}.wav"
+        speech.write_wav(path, text, speech.TEST_VOICE, SPEED)
+        clips.append((path, text))
+    return clips
+
+
+def transcribe_cli(paths: list[Path], model: str, out: Path, threads: int | None = None) -> list[str]:
+    """One `asrgguf run` over all files; the text of each, in order."""
+    cmd = [sys.executable, "-m", "asrgguf.cli", "run", "--model", model, "--language", "auto",
+           "--output-dir", str(out), "--format", "txt", "--quiet", *map(str, paths)]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    subprocess.run(cmd, check=True)
+    return [(out / (p.stem + ".txt")).read_text().strip() for p in paths]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=100, help=f"sentences (at most {speech.N_HELD_OUT})")
+    ap.add_argument("--model", default="demo", help="'demo' (packaged q8_0 pair) or a checkpoint directory")
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--show", action="store_true", help="print every sentence that has errors")
+    a = ap.parse_args(argv)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        (tmp / "wav").mkdir()
+        clips = write_test_set(tmp / "wav", a.n)
+        hyps = transcribe_cli([p for p, _ in clips], a.model, tmp / "out", a.threads)
+    refs = [t for _, t in clips]
+    wrong = [(r, h) for r, h in zip(refs, hyps) if normalize(r) != normalize(h)]
+    if a.show:
+        for r, h in wrong:
+            print(f"ref: {r}\nhyp: {h}\n")
+    words = sum(len(normalize(r).split()) for r in refs)
+    print(f"WER {100 * wer(refs, hyps):.2f} % over {len(refs)} sentences ({words} words), "
+          f"{len(wrong)} sentences with errors; voice {speech.TEST_VOICE}, speed {SPEED}, model {a.model}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

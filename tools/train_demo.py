@@ -1,0 +1,391 @@
+#!/usr/bin/env python3
+"""Train asrgguf's built-in demo model: a small Qwen3-ASR on espeak-ng speech (issue 6).
+
+Data: sentences over a fixed English vocabulary (tools/demo_speech.py, seeded; the held-out test
+sentences and the sample's sentence excluded) spoken by espeak-ng with many accent/voice variants
+(not TEST_VOICE), speeds and pitches; each step adds noise, gain changes, silence and a few
+no-speech clips. Features are asrgguf.features.LogMel (the official extractor's values).
+Model: the official Qwen3ASRForConditionalGeneration with a small config and its own byte-level
+BPE vocabulary (Qwen2 pre-tokenizer, about 1k tokens) followed by Qwen3-ASR's added tokens.
+Target: the official output `language English<asr_text>TEXT<|im_end|>` after the official chat
+prompt; the loss is on those assistant tokens only, plus two per-frame losses on the encoder output
+that make it learn in minutes rather than hours: the espeak-ng phoneme at each frame's centre (a
+training-only head) and the text token being spoken there, through the model's own tied output
+head, so that audio frames come to look like the embeddings of their words and the decoder learns
+to read them quickly. Phoneme times come from espeak-ng's library, whose samples are the command's.
+Export: the checkpoint (bfloat16 safetensors, tokenizer, processor files) and the GGUF pair that
+`asrgguf quantize` makes from it (q8_0 decoder + f16 mmproj), and an espeak-ng sample WAV.
+
+    nice -n 19 python tools/train_demo.py                 # the packaged model (see docs/demo.md)
+    python tools/train_demo.py --steps 200 --clips 1500 --out /tmp/demo-smoke/qwen3-asr-demo
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT))
+
+import demo_speech as speech  # noqa: E402
+from random_checkpoint import _KNOWN_ADDED, AUDIO_COMMON, TEXT_COMMON, add_special_tokens, make_processor  # noqa: E402
+
+DEMO_DIR = ROOT / "asrgguf" / "data" / "demo"
+MAX_SECONDS = 7.5           # one encoder window (8 s): training and inference attend alike
+N_BPE = 1024                # byte-level BPE tokens (256 bytes + merges)
+FRAME_WEIGHT = 0.5          # the auxiliary per-frame losses (phoneme, word token) on the encoder output
+PROMPT_WORDS = ["system", "user", "assistant", "language English", "language None"]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+# --- tokenizer and config
+def make_tokenizer(corpus: list[str]):
+    """Byte-level BPE trained on the corpus with Qwen2's pre-tokenizer, then Qwen3-ASR's added tokens."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+    from transformers import Qwen2TokenizerFast
+    from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    bpe.train_from_iterator(corpus, trainers.BpeTrainer(
+        vocab_size=N_BPE, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab, merges = bpe.model.save(tmp)
+        tok = Qwen2TokenizerFast(vocab_file=vocab, merges_file=merges, unk_token=None, bos_token=None,
+                                 eos_token=None, pad_token=None, errors="replace",
+                                 clean_up_tokenization_spaces=False, model_max_length=131072)
+    assert len(tok) == N_BPE, len(tok)
+    return add_special_tokens(tok, [_KNOWN_ADDED[i] for i in sorted(_KNOWN_ADDED)])
+
+
+def make_config(tok):
+    from qwen_asr.core.transformers_backend import Qwen3ASRConfig
+    from qwen_asr.inference.utils import SUPPORTED_LANGUAGES
+
+    vocab = -(-len(tok) // 64) * 64
+    audio = dict(AUDIO_COMMON, d_model=256, encoder_layers=4, encoder_attention_heads=4, encoder_ffn_dim=1024,
+                 output_dim=256, downsample_hidden_size=32)
+    text = dict(TEXT_COMMON, hidden_size=256, intermediate_size=768, num_hidden_layers=4, num_attention_heads=4,
+                num_key_value_heads=2, head_dim=64, vocab_size=vocab, max_position_embeddings=4096,
+                rope_scaling={"rope_type": "default", "mrope_section": [12, 10, 10], "interleaved": True,
+                              "mrope_interleaved": True}, tie_word_embeddings=True)
+    ids = tok.convert_tokens_to_ids
+    thinker = dict(audio_config=audio, text_config=text, audio_token_id=ids("<|audio_pad|>"),
+                   audio_start_token_id=ids("<|audio_start|>"), user_token_id=ids("user"), tie_word_embeddings=True)
+    cfg = Qwen3ASRConfig(thinker_config=thinker, support_languages=list(SUPPORTED_LANGUAGES))
+    cfg.architectures = ["Qwen3ASRForConditionalGeneration"]
+    cfg.tie_word_embeddings = True
+    return cfg
+
+
+# --- data
+def training_items(seed: int, n: int) -> list[tuple[str, str, int, int]]:
+    """(text, voice, speed, pitch): sentences (the held-out ones and the sample's excluded), a fifth of
+    them one to three words (where the words' sounds are learnt first), in any voice but TEST_VOICE."""
+    r = random.Random(seed + 1)
+    voices = [f"{a}+{v}" for a in speech.ACCENTS for v in speech.VARIANTS]
+    assert speech.TEST_VOICE.split("+")[1] not in speech.VARIANTS  # the test voice is never heard
+    exclude = set(speech.held_out()) | {speech.SAMPLE_TEXT}
+    words, short = speech.all_words(), []
+    while len(short) < n // 5:
+        s = " ".join(r.choice(words) for _ in range(r.randint(1, 3)))
+        s = s[0].upper() + s[1:] + "."
+        if s not in exclude:
+            short.append(s)
+    texts = speech.sentences(seed, n - len(short), exclude=exclude) + short
+    return [(t, r.choice(voices), r.randint(130, 200), r.randint(25, 75)) for t in texts]
+
+
+class Clips:
+    """16 kHz int16 clips and, per clip, its phonemes: class ids (espeak-ng's names; all pauses are one
+    class, id 0), start samples and word positions in the text, and the sample where speech ends."""
+
+    def __init__(self, wavs, phonemes, starts, positions, ends, names):
+        self.wavs, self.phonemes, self.starts, self.positions = wavs, phonemes, starts, positions
+        self.ends, self.names = ends, list(names)
+
+    @classmethod
+    def synthesize(cls, items, cache: Path) -> "Clips":
+        from asrgguf.audio import prepare
+
+        path = cache / f"clips-{hashlib.sha256(json.dumps(items).encode()).hexdigest()[:16]}.npz"
+        if path.exists():
+            with np.load(path) as z:
+                split = lambda k: np.split(z[k], z[k + "_ends"][:-1])  # noqa: E731
+                return cls(split("wav"), split("ph"), split("start"), split("pos"), z["end"], z["names"])
+        es = speech.Espeak()
+        check_library_matches_cli(es)
+        names, cols = {"_": 0}, {"wav": [], "ph": [], "start": [], "pos": []}
+        ends, scale = [], 16000 / es.sample_rate
+        for text, voice, speed, pitch in items:
+            wav, phon, end = es.synth(text, voice, speed, pitch)
+            cols["wav"].append(np.round(prepare(wav / 32768, es.sample_rate) * 32767).astype(np.int16))
+            cols["ph"].append(np.array([names.setdefault("_" if p[0] == "_" else p, len(names)) for p, _, _ in phon],
+                                       np.int16))
+            cols["start"].append(np.array([round(s * scale) for _, s, _ in phon], np.int32))
+            cols["pos"].append(np.array([p for _, _, p in phon], np.int32))
+            ends.append(round(end * scale))
+        arrays = {"end": np.array(ends, np.int32), "names": np.array(sorted(names, key=names.get))}
+        for k, v in cols.items():
+            arrays[k], arrays[k + "_ends"] = np.concatenate(v), np.cumsum([len(x) for x in v])
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(path, **arrays)
+        return cls(cols["wav"], cols["ph"], cols["start"], cols["pos"], arrays["end"], arrays["names"])
+
+    def frame_labels(self, i: int | None, lead: int, n_frames: int, tokens: list[tuple[int, int]]):
+        """Per encoder frame (13 per 100 mel frames, 8 mel frames each) of clip i padded with `lead`
+        samples in front: the phoneme at its centre (silence outside speech) and the text token spoken
+        there (-100 outside speech): tokens = [(id, index of its last character)] of the text's words,
+        each word's time (from its first phoneme to the next word's) shared equally by its tokens."""
+        j = np.arange(n_frames)
+        centre = ((j // 13) * 100 + (j % 13) * 8 + 4) * 160 - lead
+        phones, toks = np.zeros(n_frames, np.int64), np.full(n_frames, -100, np.int64)
+        if i is None:
+            return phones, toks
+        starts, pos, end = self.starts[i], self.positions[i], self.ends[i]
+        k = np.searchsorted(starts, centre, side="right") - 1
+        inside = (k >= 0) & (centre < end)
+        phones[inside] = self.phonemes[i][k[inside]]
+        first = np.r_[True, pos[1:] != pos[:-1]]
+        w_pos, w_start = pos[first] - 1, starts[first]          # words: 0-based text position, start sample
+        w_end = np.r_[w_start[1:], end]
+        owner = np.searchsorted(w_pos, [c for _, c in tokens], side="right") - 1
+        for f in np.flatnonzero(inside):
+            w = np.searchsorted(w_start, centre[f], side="right") - 1
+            mine = [t for (t, _), o in zip(tokens, owner) if o == w]
+            if mine:
+                frac = (centre[f] - w_start[w]) / max(1, w_end[w] - w_start[w])
+                toks[f] = mine[min(len(mine) - 1, int(frac * len(mine)))]
+        return phones, toks
+
+
+def check_library_matches_cli(es) -> None:
+    """espeak-ng's library gives the samples of the espeak-ng command (which adds trailing silence)."""
+    import soundfile as sf
+
+    text, voice = "Seven red boxes.", "en-us+m3"
+    wav, _, _ = es.synth(text, voice, 170, 40)
+    with tempfile.TemporaryDirectory() as tmp:
+        speech.write_wav(Path(tmp) / "a.wav", text, voice, 170, 40)
+        cli, _ = sf.read(Path(tmp) / "a.wav", dtype="int16")
+    if not (len(cli) >= len(wav) and np.array_equal(cli[:len(wav)], wav) and not cli[len(wav):].any()):
+        raise SystemExit("espeak-ng's library and command give different samples")
+
+
+def augment(wav: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """Gain (-20..0 dB), up to 0.3 s of silence each side, white noise at 15..45 dB SNR (70 %);
+    returns the clip and the samples put in front."""
+    x = wav.astype(np.float32) / 32767 * 10 ** (rng.uniform(-20, 0) / 20)
+    room = max(0, int(MAX_SECONDS * 16000) - len(x))
+    lead = min(room, int(rng.integers(0, 4800)))
+    x = np.pad(x, (lead, min(room - lead, int(rng.integers(0, 4800)))))
+    if rng.random() < 0.7:
+        rms = float(np.sqrt(np.mean(x ** 2))) + 1e-8
+        x = x + rng.normal(0, rms * 10 ** (-rng.uniform(15, 45) / 20), len(x)).astype(np.float32)
+    return x, lead
+
+
+def no_speech(rng: np.random.Generator) -> np.ndarray:
+    n = int(rng.uniform(1, 4) * 16000)
+    return rng.normal(0, 10 ** (rng.uniform(-70, -25) / 20), n).astype(np.float32)
+
+
+# --- training
+class Batcher:
+    """Length-bucketed shuffled batches of (waveform, lead samples, clip index or None for no speech)."""
+
+    def __init__(self, clips: Clips, keep: list[int], batch: int, seed: int):
+        self.clips, self.keep, self.batch = clips, keep, batch
+        self.rng = np.random.default_rng(seed)
+
+    def __iter__(self):
+        while True:
+            order = self.rng.permutation(self.keep)
+            batches = []
+            for g in (order[i:i + 32 * self.batch] for i in range(0, len(order), 32 * self.batch)):
+                g = sorted(g, key=lambda i: len(self.clips.wavs[i]))
+                batches += [g[i:i + self.batch] for i in range(0, len(g), self.batch)]
+            for b in self.rng.permutation(len(batches)):
+                items = [(*augment(self.clips.wavs[i], self.rng), int(i)) for i in batches[b]]
+                if self.rng.random() < 0.25:  # a no-speech clip in about one batch of four
+                    items[0] = (no_speech(self.rng), 0, None)
+                yield items
+
+
+def init_front_end(tower):
+    """The official init (normal, std 0.02) suits loading weights, not training: through three convs
+    and conv_out it shrinks the audio about 3000-fold below the sinusoidal positions, and the encoder
+    never hears it. He init for the GELU convs and 1/sqrt(fan_in) for conv_out keep it at unit scale."""
+    import torch
+
+    with torch.no_grad():
+        for conv in (tower.conv2d1, tower.conv2d2, tower.conv2d3):
+            torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+            conv.bias.zero_()
+        torch.nn.init.normal_(tower.conv_out.weight, std=tower.conv_out.in_features ** -0.5)
+
+
+def batched_audio_tower(tower):
+    """Run several clips through the official audio tower in one call: each encoder layer attends only
+    inside its window (the official block mask, as its flash-attention path and inference do); with clips
+    of at most one window (8 s) that is each clip on its own, exactly as get_audio_features computes it."""
+    def add_mask(layer, args, kwargs):
+        hidden, cu = args[0], args[1]
+        n = hidden.shape[0]
+        mask = torch.full((1, 1, n, n), torch.finfo(hidden.dtype).min, dtype=hidden.dtype)
+        for a, b in zip(cu[:-1].tolist(), cu[1:].tolist()):
+            mask[..., a:b, a:b] = 0
+        return args, dict(kwargs, attention_mask=mask)
+
+    import torch
+
+    for layer in tower.layers:
+        layer.register_forward_pre_hook(add_mask, with_kwargs=True)
+
+    def run(feats):
+        lens = torch.tensor([f.shape[1] for f in feats])
+        return tower(torch.cat(feats, dim=1), feature_lens=lens).last_hidden_state
+    return run
+
+
+def train(model, tok, clips: Clips, texts: list[str], keep: list[int], steps: int, batch: int, lr: float,
+          seed: int, log_every: int = 25):
+    import torch
+    import torch.nn.functional as F
+
+    from asrgguf.encoder import output_length
+    from asrgguf.features import LogMel
+    from asrgguf.prompt import prompt_text
+
+    thinker = model.thinker
+    # training-only head: per-frame phoneme classes; the per-frame text token goes through the model's own
+    # (tied) output head, so that audio frames come to resemble the embeddings of the words spoken in them
+    phone_head = torch.nn.Linear(model.config.thinker_config.audio_config.output_dim, len(clips.names))
+    params = list(model.parameters()) + list(phone_head.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01, foreach=True)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    encode = batched_audio_tower(thinker.audio_tower)
+    mel = LogMel()
+    enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
+    word_tokens = {}  # text -> [(token id, index of its last character)] of the tokens inside words
+    for t in set(texts):
+        e = tok(t, add_special_tokens=False, return_offsets_mapping=True)
+        word_tokens[t] = [(i, b - 1) for i, (a, b) in zip(e["input_ids"], e["offset_mapping"])
+                          if any(ch.isalnum() for ch in t[a:b])]
+    before, after = prompt_text()
+    prefix, suffix = enc(before), enc(after)
+    audio_pad, pad, im_end = (tok.convert_tokens_to_ids(t) for t in ("<|audio_pad|>", "<|endoftext|>", "<|im_end|>"))
+    model.train()
+    t0, c0, avg = time.time(), time.process_time(), None
+    for step, items in zip(range(steps), Batcher(clips, keep, batch, seed)):
+        feats = [mel(x) for x, _, _ in items]
+        n_audio = [output_length(f.shape[1]) for f in feats]
+        seqs, labels, phones, spoken = [], [], [], []
+        for (_, lead, i), n in zip(items, n_audio):
+            answer = enc(f"language {'English' if i is not None else 'None'}<asr_text>")
+            answer += (enc(texts[i]) if i is not None else []) + [im_end]
+            ids = prefix + [audio_pad] * n + suffix + answer
+            seqs.append(ids)
+            labels.append([-100] * (len(ids) - len(answer)) + answer)
+            p, w = clips.frame_labels(i, lead, n, word_tokens[texts[i]] if i is not None else [])
+            phones.append(p)
+            spoken.append(w)
+        L = max(map(len, seqs))
+        ids = torch.tensor([s + [pad] * (L - len(s)) for s in seqs])
+        lab = torch.tensor([s + [-100] * (L - len(s)) for s in labels])
+        am = torch.tensor([[1] * len(s) + [0] * (L - len(s)) for s in seqs])
+        audio = encode(feats)
+        emb = thinker.get_input_embeddings()(ids)
+        emb = emb.masked_scatter((ids == audio_pad).unsqueeze(-1).expand_as(emb), audio.to(emb.dtype))
+        out = thinker(inputs_embeds=emb, attention_mask=am, labels=lab)
+        phone = F.cross_entropy(phone_head(audio), torch.from_numpy(np.concatenate(phones)))
+        word = F.cross_entropy(thinker.lm_head(audio), torch.from_numpy(np.concatenate(spoken)), ignore_index=-100)
+        loss = out.loss + FRAME_WEIGHT * (phone + word)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        sched.step()
+        cur = (out.loss.item(), phone.item(), word.item())
+        avg = cur if avg is None else tuple(0.95 * a + 0.05 * c for a, c in zip(avg, cur))
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            el, cpu = time.time() - t0, time.process_time() - c0
+            log(f"step {step + 1}/{steps}  loss {avg[0]:.3f}  frames: phoneme {avg[1]:.3f} word {avg[2]:.3f}  "
+                f"lr {sched.get_last_lr()[0]:.2e}  "
+                f"{el / (step + 1):.2f} s/step (CPU {cpu / (step + 1):.2f} s)  "
+                f"eta {el / (step + 1) * (steps - step - 1) / 60:.1f} min")
+    model.eval()
+
+
+def cpu_seconds() -> float:
+    r = [resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(x.ru_utime + x.ru_stime for x in r)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=DEMO_DIR / "qwen3-asr-demo",
+                    help="checkpoint directory; the GGUF pair and sample.wav go beside it")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--clips", type=int, default=12000, help="distinct espeak-ng clips")
+    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "demo-train", help="synthesised clips (not in git)")
+    a = ap.parse_args(argv)
+
+    import torch
+    from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration
+
+    from asrgguf.convert import quantize_checkpoint
+
+    t_start, cpu_start = time.time(), cpu_seconds()
+    torch.manual_seed(a.seed)
+    torch.set_num_threads(a.threads)
+    items = training_items(a.seed, a.clips)
+    clips = Clips.synthesize(items, a.cache)
+    texts = [t for t, _, _, _ in items]
+    keep = [i for i, w in enumerate(clips.wavs) if len(w) <= MAX_SECONDS * 16000]
+    log(f"{len(keep)} clips ({sum(len(clips.wavs[i]) for i in keep) / 16000 / 3600:.2f} h, {len(clips.names)} "
+        f"phonemes), {len(items) - len(keep)} longer than {MAX_SECONDS} s left out")
+
+    tok = make_tokenizer(texts + PROMPT_WORDS)
+    model = Qwen3ASRForConditionalGeneration(make_config(tok))
+    init_front_end(model.thinker.audio_tower)
+    log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, vocabulary {len(tok)}")
+    train(model, tok, clips, texts, keep, a.steps, a.batch, a.lr, a.seed)
+
+    out = a.out
+    out.mkdir(parents=True, exist_ok=True)
+    model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
+    make_processor(tok).save_pretrained(out)
+    dec, mm = quantize_checkpoint(out, "q8_0", out.parent, "f16", progress=False)
+    speech.write_wav(out.parent / "sample.wav", speech.SAMPLE_TEXT, speech.TEST_VOICE)
+    (out.parent / "sample.txt").write_text(speech.SAMPLE_TEXT + "\n")
+    wall, cpu = time.time() - t_start, cpu_seconds() - cpu_start
+    log(f"wrote {out}, {dec.name} ({dec.stat().st_size / 1e6:.1f} MB), {mm.name} ({mm.stat().st_size / 1e6:.1f} MB)")
+    log(f"total: wall {wall / 60:.1f} min, CPU {cpu / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
