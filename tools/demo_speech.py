@@ -96,30 +96,37 @@ def _number(r: random.Random) -> str:
                                   r.randint(1000, 9999)]))
 
 
-def _sentence_words(r: random.Random) -> str:
+SALAD = 7   # sentence kinds SALAD.. (three in ten) are random words; the others are templates
+
+
+def _sentence_words(r: random.Random) -> tuple[int, str]:
+    """(kind, words): kinds 0..6 are templates, SALAD..9 random words."""
     n, a, v, t = r.choice(NOUNS), r.choice(ADJECTIVES), r.choice(VERBS), r.choice(TIMES)
     kind = r.randrange(10)
     if kind == 0:
-        return f"the {a} {n} is {r.choice(PREPS)} the {r.choice(NOUNS)}"
+        return kind, f"the {a} {n} is {r.choice(PREPS)} the {r.choice(NOUNS)}"
     if kind == 1:
-        return f"{r.choice(NAMES)} {v[1]} {_number(r)} {plural(n)} {t}"
+        return kind, f"{r.choice(NAMES)} {v[1]} {_number(r)} {plural(n)} {t}"
     if kind == 2:
-        return f"please {v[0]} the {a} {n} {t}"
+        return kind, f"please {v[0]} the {a} {n} {t}"
     if kind == 3:
-        return "my number is " + " ".join(r.choice(ONES[:10]) for _ in range(r.randint(3, 7)))
+        return kind, "my number is " + " ".join(r.choice(ONES[:10]) for _ in range(r.randint(3, 7)))
     if kind == 4:
-        return f"{r.choice(NAMES)} and {r.choice(NAMES)} went to {r.choice(PLACES)} on {r.choice(DAYS)}"
+        return kind, f"{r.choice(NAMES)} and {r.choice(NAMES)} went to {r.choice(PLACES)} on {r.choice(DAYS)}"
     if kind == 5:
-        return f"we have {_number(r)} {plural(n)} and {_number(r)} {plural(r.choice(NOUNS))}"
+        return kind, f"we have {_number(r)} {plural(n)} and {_number(r)} {plural(r.choice(NOUNS))}"
     if kind == 6:
-        return f"the meeting is on {r.choice(MONTHS)} {r.choice(ONES[1:] + TENS[2:4])} at {r.choice(ONES[1:13])}"
+        return kind, f"the meeting is on {r.choice(MONTHS)} {r.choice(ONES[1:] + TENS[2:4])} at {r.choice(ONES[1:13])}"
     words = all_words()  # word salad: the text gives no hint, only the sound does
-    return " ".join(r.choice(words) for _ in range(r.randint(3, 10)))
+    return kind, " ".join(r.choice(words) for _ in range(r.randint(3, 10)))
+
+
+def capitalized(words: str) -> str:
+    return words[0].upper() + words[1:] + "."
 
 
 def sentence(r: random.Random) -> str:
-    s = _sentence_words(r)
-    return s[0].upper() + s[1:] + "."
+    return capitalized(_sentence_words(r)[1])
 
 
 def sentences(seed: int, n: int, exclude: set[str] = frozenset()) -> list[str]:
@@ -136,6 +143,12 @@ def held_out(n: int = N_HELD_OUT) -> list[str]:
     """Sentences that training never uses (tools/train_demo.py excludes all N_HELD_OUT)."""
     assert n <= N_HELD_OUT
     return sentences(TEST_SEED, N_HELD_OUT)[:n]
+
+
+def held_out_is_salad(n: int = N_HELD_OUT) -> list[bool]:
+    """For each of held_out(n): whether it is random words (no template)."""
+    r = random.Random(TEST_SEED)
+    return [_sentence_words(r)[0] >= SALAD for _ in range(n)]
 
 
 class Espeak:

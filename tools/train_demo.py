@@ -7,12 +7,13 @@ sentences and the sample's sentence excluded) spoken by espeak-ng with many acce
 no-speech clips. Features are asrgguf.features.LogMel (the official extractor's values).
 Model: the official Qwen3ASRForConditionalGeneration with a small config and its own byte-level
 BPE vocabulary (Qwen2 pre-tokenizer, about 1k tokens) followed by Qwen3-ASR's added tokens.
-Target: the official output `language English<asr_text>TEXT<|im_end|>` after the official chat
-prompt; the loss is on those assistant tokens only, plus two per-frame losses on the encoder output
-that make it learn in minutes rather than hours: the espeak-ng phoneme at each frame's centre (a
-training-only head) and the text token being spoken there, through the model's own tied output
-head, so that audio frames come to look like the embeddings of their words and the decoder learns
-to read them quickly. Phoneme times come from espeak-ng's library, whose samples are the command's.
+Target: the official output `language English<asr_text>TEXT<|im_end|>` (then <|endoftext|>, see
+AFTER_END) after the official chat prompt; the loss is on those assistant tokens only, plus two
+per-frame losses on the encoder output that make it learn in minutes rather than hours: the
+espeak-ng phoneme at each frame's centre (a training-only head) and the text token being spoken
+there, through the model's own tied output head, so that audio frames come to look like the
+embeddings of their words and the decoder learns to read them quickly. Phoneme times come from
+espeak-ng's library, whose samples are the command's.
 Export: the checkpoint (bfloat16 safetensors, tokenizer, processor files) and the GGUF pair that
 `asrgguf quantize` makes from it (q8_0 decoder + f16 mmproj), and an espeak-ng sample WAV.
 
@@ -47,6 +48,10 @@ MAX_SECONDS = 7.5           # one encoder window (8 s): training and inference a
 N_BPE = 1024                # byte-level BPE tokens (256 bytes + merges)
 FRAME_WEIGHT = 0.5          # the auxiliary per-frame losses (phoneme, word token) on the encoder output
 PROMPT_WORDS = ["system", "user", "assistant", "language English", "language None"]
+# <|endoftext|> after <|im_end|>: the official generate() stops only at the Qwen2 ids of these two
+# (151645, 151643), so with this vocabulary Qwen3ASRModel.transcribe() runs on to max_new_tokens;
+# what it generates there is then <|endoftext|>, which its decoding drops: the same text
+AFTER_END = 3
 
 
 def log(msg: str) -> None:
@@ -105,8 +110,7 @@ def training_items(seed: int, n: int) -> list[tuple[str, str, int, int]]:
     exclude = set(speech.held_out()) | {speech.SAMPLE_TEXT}
     words, short = speech.all_words(), []
     while len(short) < n // 5:
-        s = " ".join(r.choice(words) for _ in range(r.randint(1, 3)))
-        s = s[0].upper() + s[1:] + "."
+        s = speech.capitalized(" ".join(r.choice(words) for _ in range(r.randint(1, 3))))
         if s not in exclude:
             short.append(s)
     texts = speech.sentences(seed, n - len(short), exclude=exclude) + short
@@ -302,7 +306,7 @@ def train(model, tok, clips: Clips, texts: list[str], keep: list[int], steps: in
         seqs, labels, phones, spoken = [], [], [], []
         for (_, lead, i), n in zip(items, n_audio):
             answer = enc(f"language {'English' if i is not None else 'None'}<asr_text>")
-            answer += (enc(texts[i]) if i is not None else []) + [im_end]
+            answer += (enc(texts[i]) if i is not None else []) + [im_end] + [pad] * AFTER_END
             ids = prefix + [audio_pad] * n + suffix + answer
             seqs.append(ids)
             labels.append([-100] * (len(ids) - len(answer)) + answer)
@@ -346,8 +350,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=DEMO_DIR / "qwen3-asr-demo",
                     help="checkpoint directory; the GGUF pair and sample.wav go beside it")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--clips", type=int, default=12000, help="distinct espeak-ng clips")
-    ap.add_argument("--steps", type=int, default=2500)
+    ap.add_argument("--clips", type=int, default=16000, help="distinct espeak-ng clips")
+    ap.add_argument("--steps", type=int, default=4000)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--threads", type=int, default=2)
