@@ -174,9 +174,14 @@ class Transcriber:
     @classmethod
     def from_pretrained(cls, model_dir: str | Path, outtype: str = "q8_0", cache_dir: str | Path | None = None,
                         **kw) -> "Transcriber":
-        """Quantize a Hugging Face checkpoint once into a cache, then load the GGUF pair from there."""
+        """Quantize a Hugging Face checkpoint once into a cache, then load the GGUF pair from there.
+
+        The name "demo" loads the built-in demo model's packaged pair (a directory named demo: "./demo")."""
+        from . import demo
         from .convert import output_paths, quantize_checkpoint
 
+        if isinstance(model_dir, str) and model_dir == demo.NAME:
+            return cls.from_gguf(demo.DECODER, demo.MMPROJ, **kw)
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
             raise AsrggufError(f"{model_dir}: no such checkpoint directory")

@@ -1,0 +1,95 @@
+"""The built-in demo model (asrgguf/data/demo, made by tools/train_demo.py) really transcribes, and it
+is an official Qwen3-ASR: the official qwen-asr on its checkpoint gives asrgguf's f32 text, its own
+vocabulary tokenizes alike in transformers and llama.cpp, and the packaged GGUF pair is exactly what
+the quantizer makes of the checkpoint. Clips: held-out sentences in the held-out voice, made here.
+"""
+import filecmp
+import subprocess
+import sys
+
+import pytest
+
+import demo_speech as speech
+from asrgguf import demo
+from conftest import espeak
+from demo_wer import SPEED, wer
+from reference import official_model, official_prompt_ids, official_tokens, official_wav
+
+N_CLIPS = 6
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    d = tmp_path_factory.mktemp("demo")
+    return [(espeak(d / f"{i}.wav", text, speech.TEST_VOICE, SPEED), text)
+            for i, text in enumerate(speech.held_out(N_CLIPS))]
+
+
+@pytest.fixture(scope="module")
+def f32_transcriber(tmp_path_factory):
+    from asrgguf import Transcriber
+    from asrgguf.convert import quantize_checkpoint
+
+    pair = quantize_checkpoint(demo.CHECKPOINT, "f32", tmp_path_factory.mktemp("demo-f32"), "f32", progress=False)
+    tr = Transcriber.from_gguf(*pair, threads=2)
+    yield tr
+    tr.close()
+
+
+def test_run_model_demo_transcribes(clips):
+    """`asrgguf run --model demo` (q8_0 decoder): WER <= 15 % on held-out speech; the sample exactly."""
+    paths = [str(p) for p, _ in clips] + [str(demo.SAMPLE)]
+    r = subprocess.run([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo", *paths, "--threads", "2"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    hyps = r.stdout.splitlines()
+    assert len(hyps) == len(paths)
+    refs = [t for _, t in clips]
+    assert wer(refs, hyps[:-1]) <= 0.15, list(zip(refs, hyps))
+    assert hyps[-1] == demo.SAMPLE_TEXT.read_text().strip()
+
+
+def test_official_gives_the_same_text(clips, f32_transcriber):
+    """The official qwen-asr on the checkpoint (transformers, float32, greedy): Qwen3ASRModel.transcribe()
+    gives asrgguf's f32 text, and its generated ids, stopped at this vocabulary's end ids, are asrgguf's."""
+    from asrgguf.prompt import build_prompt
+
+    model = official_model(str(demo.CHECKPOINT))
+    for path, text in clips:
+        res = f32_transcriber.transcribe(str(path), loop_guard=False)  # the official has no guard
+        official = model.transcribe(str(path))[0]
+        assert (res.language, res.text) == (official.language, official.text)
+        assert res.language == "English" and res.text
+        wav = official_wav(str(path))
+        assert res.token_ids == official_tokens(model, wav)
+    pad = model.processor.tokenizer.convert_tokens_to_ids("<|audio_pad|>")
+    for context, language in (("", None), ("Names: Anna, Tom.", "English")):
+        ids = official_prompt_ids(model, wav, context, language)
+        assert build_prompt(f32_transcriber.decoder.tokenize, ids.count(pad), context, language).token_ids(pad) == ids
+
+
+def test_gguf_vocabulary_tokenizes_as_transformers(f32_transcriber):
+    """The demo's own byte-level BPE (about 1k tokens + Qwen3-ASR's added tokens) through the GGUF."""
+    from transformers import AutoTokenizer
+
+    from asrgguf.prompt import prompt_text
+
+    hf = AutoTokenizer.from_pretrained(demo.CHECKPOINT)
+    dec = f32_transcriber.decoder
+    texts = [*prompt_text(), *prompt_text("Context: Ünïcode, 2024 <b>tags</b>\n\n  spaces\ttabs", "English"),
+             "language English<asr_text>Hello world.", "It's nine o'clock, isn't it?  Yes!!", "日本語のテキスト 😀",
+             "zebra quokka xylophone", " leading", "trailing ", *speech.held_out(100)]
+    for t in texts:
+        ids = hf(t, add_special_tokens=False)["input_ids"]
+        assert dec.tokenize(t) == ids, t
+        assert dec.detokenize(ids) == hf.decode(ids, skip_special_tokens=True), t
+    assert dec.n_vocab == len(hf) + (-len(hf)) % 64  # the token list covers the padded embedding table
+
+
+def test_packaged_pair_is_the_quantizer_output(tmp_path):
+    from asrgguf.convert import quantize_checkpoint
+
+    dec, mm = quantize_checkpoint(demo.CHECKPOINT, "q8_0", tmp_path, "f16", progress=False)
+    assert filecmp.cmp(dec, demo.DECODER, shallow=False), "re-run: asrgguf quantize asrgguf/data/demo/qwen3-asr-demo"
+    assert filecmp.cmp(mm, demo.MMPROJ, shallow=False)
+    assert demo.DECODER.stat().st_size + demo.MMPROJ.stat().st_size <= 25_000_000
