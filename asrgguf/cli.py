@@ -42,7 +42,8 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
               help="Audio encoder GGUF (qwen3a mmproj); default: the mmproj-*.gguf beside --gguf.")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False),
               help="Hugging Face checkpoint directory: quantized once to a cache (q8_0), then reused; "
-                   "'demo': the built-in demo model (small, English, trained on espeak-ng speech).")
+                   "'demo': the built-in demo model (small, English, trained on espeak-ng speech; "
+                   "a directory named demo: ./demo).")
 @click.option("--language", default="auto", show_default=True,
               help="Force the language: a name (English, any case) or an ISO code (en); auto detects.")
 @click.option("--context", default="", help="Context text for the system prompt (names, terms).")

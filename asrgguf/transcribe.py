@@ -180,7 +180,10 @@ class Transcriber:
         from . import demo
         from .convert import output_paths, quantize_checkpoint
 
-        if isinstance(model_dir, str) and model_dir == demo.NAME:
+        if isinstance(model_dir, str) and model_dir == demo.NAME:  # packaged: nothing to quantize or cache
+            if outtype != "q8_0":
+                raise AsrggufError(f"the demo model ships as q8_0 only; for {outtype}: "
+                                   f"asrgguf quantize {demo.CHECKPOINT} --outtype {outtype}")
             return cls.from_gguf(demo.DECODER, demo.MMPROJ, **kw)
         model_dir = Path(model_dir)
         if not model_dir.is_dir():

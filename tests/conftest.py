@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,13 +11,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import demo_speech as speech  # noqa: E402
 from speech_text import SENTENCES  # noqa: E402
 
 
 def espeak(path: Path, text: str, voice: str = "en", speed: int = 160) -> Path:
     if not shutil.which("espeak-ng"):
         pytest.fail("espeak-ng is not installed (.ci/run installs it)")
-    subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(path), text], check=True)
+    speech.write_wav(path, text, voice, speed)
     return path
 
 

@@ -34,10 +34,10 @@ def windowed():
 
 
 @functools.lru_cache(maxsize=4)
-def official_model(path: str):
+def official_model(path: str, max_new_tokens: int = 64):
     from qwen_asr import Qwen3ASRModel
 
-    return Qwen3ASRModel.from_pretrained(path, dtype=torch.float32, device_map="cpu", max_new_tokens=64)
+    return Qwen3ASRModel.from_pretrained(path, dtype=torch.float32, device_map="cpu", max_new_tokens=max_new_tokens)
 
 
 def official_wav(path: str) -> np.ndarray:

@@ -15,7 +15,8 @@ from conftest import espeak
 from demo_wer import SPEED, wer
 from reference import official_model, official_prompt_ids, official_tokens, official_wav
 
-N_CLIPS = 6
+N_CLIPS = 12     # held-out sentences: 9 of the templates, 3 of random words
+N_OFFICIAL = 6   # of them through the official package (512 tokens each)
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,8 @@ def f32_transcriber(tmp_path_factory):
 
 
 def test_run_model_demo_transcribes(clips):
-    """`asrgguf run --model demo` (q8_0 decoder): WER <= 15 % on held-out speech; the sample exactly."""
+    """`asrgguf run --model demo` (q8_0 decoder): WER <= 15 % on held-out speech (docs/demo.md: 8 % over
+    500 sentences); the packaged sample with at most one word of its nine wrong (docs/demo.md)."""
     paths = [str(p) for p, _ in clips] + [str(demo.SAMPLE)]
     r = subprocess.run([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo", *paths, "--threads", "2"],
                        capture_output=True, text=True, timeout=300)
@@ -46,16 +48,19 @@ def test_run_model_demo_transcribes(clips):
     assert len(hyps) == len(paths)
     refs = [t for _, t in clips]
     assert wer(refs, hyps[:-1]) <= 0.15, list(zip(refs, hyps))
-    assert hyps[-1] == demo.SAMPLE_TEXT.read_text().strip()
+    sample = demo.SAMPLE_TEXT.read_text().strip()
+    assert len(sample.split()) == 9 and wer([sample], hyps[-1:]) <= 1 / 9, (sample, hyps[-1])
 
 
 def test_official_gives_the_same_text(clips, f32_transcriber):
     """The official qwen-asr on the checkpoint (transformers, float32, greedy): Qwen3ASRModel.transcribe()
-    gives asrgguf's f32 text, and its generated ids, stopped at this vocabulary's end ids, are asrgguf's."""
+    gives asrgguf's f32 text, and its generated ids, stopped at this vocabulary's end ids, are asrgguf's.
+    The official generate() stops only at the Qwen2 end ids, which this vocabulary lacks, so it runs to
+    max_new_tokens: at the package's default (512) the model must say nothing but <|endoftext|> there."""
     from asrgguf.prompt import build_prompt
 
-    model = official_model(str(demo.CHECKPOINT))
-    for path, text in clips:
+    model = official_model(str(demo.CHECKPOINT), max_new_tokens=512)
+    for path, text in clips[:N_OFFICIAL]:
         res = f32_transcriber.transcribe(str(path), loop_guard=False)  # the official has no guard
         official = model.transcribe(str(path))[0]
         assert (res.language, res.text) == (official.language, official.text)
@@ -93,3 +98,10 @@ def test_packaged_pair_is_the_quantizer_output(tmp_path):
     assert filecmp.cmp(dec, demo.DECODER, shallow=False), "re-run: asrgguf quantize asrgguf/data/demo/qwen3-asr-demo"
     assert filecmp.cmp(mm, demo.MMPROJ, shallow=False)
     assert demo.DECODER.stat().st_size + demo.MMPROJ.stat().st_size <= 25_000_000
+
+
+def test_demo_ships_q8_0_only():
+    from asrgguf import AsrggufError, Transcriber
+
+    with pytest.raises(AsrggufError, match=r"^the demo model ships as q8_0 only; for f16: asrgguf quantize "):
+        Transcriber.from_pretrained("demo", outtype="f16")

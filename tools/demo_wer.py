@@ -64,11 +64,16 @@ def main(argv=None):
     ap.add_argument("--threads", type=int)
     ap.add_argument("--show", action="store_true", help="print every sentence that has errors")
     a = ap.parse_args(argv)
+    if not 1 <= a.n <= speech.N_HELD_OUT:
+        ap.error(f"--n: 1 to {speech.N_HELD_OUT} (the held-out sentences)")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         (tmp / "wav").mkdir()
-        clips = write_test_set(tmp / "wav", a.n, a.voice)
-        hyps = transcribe_cli([p for p, _ in clips], a.model, tmp / "out", a.threads)
+        try:
+            clips = write_test_set(tmp / "wav", a.n, a.voice)
+            hyps = transcribe_cli([p for p, _ in clips], a.model, tmp / "out", a.threads)
+        except subprocess.CalledProcessError as e:  # espeak-ng (a voice it lacks) or asrgguf said why above
+            sys.exit(f"demo_wer: {Path(e.cmd[0]).name} {' '.join(map(str, e.cmd[1:4]))} ... failed (exit {e.returncode})")
     refs = [t for _, t in clips]
     wrong = [(r, h) for r, h in zip(refs, hyps) if normalize(r) != normalize(h)]
     if a.show:

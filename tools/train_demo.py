@@ -49,9 +49,12 @@ N_BPE = 1024                # byte-level BPE tokens (256 bytes + merges)
 FRAME_WEIGHT = 0.5          # the auxiliary per-frame losses (phoneme, word token) on the encoder output
 PROMPT_WORDS = ["system", "user", "assistant", "language English", "language None"]
 # <|endoftext|> after <|im_end|>: the official generate() stops only at the Qwen2 ids of these two
-# (151645, 151643), so with this vocabulary Qwen3ASRModel.transcribe() runs on to max_new_tokens;
-# what it generates there is then <|endoftext|>, which its decoding drops: the same text
+# (151645, 151643), so with this vocabulary Qwen3ASRModel.transcribe() runs on to max_new_tokens
+# (512 by default); what it generates there must then be <|endoftext|>, which its decoding drops.
+# Every answer ends with AFTER_END of them, and each step one clip of the batch is run again on its
+# own with a tail of up to MAX_TAIL (loss on the tail only), so that it holds to the official limit
 AFTER_END = 3
+MAX_TAIL = 520
 
 
 def log(msg: str) -> None:
@@ -298,6 +301,7 @@ def train(model, tok, clips: Clips, texts: list[str], keep: list[int], steps: in
     before, after = prompt_text()
     prefix, suffix = enc(before), enc(after)
     audio_pad, pad, im_end = (tok.convert_tokens_to_ids(t) for t in ("<|audio_pad|>", "<|endoftext|>", "<|im_end|>"))
+    tail_rng = np.random.default_rng(seed + 2)
     model.train()
     t0, c0, avg = time.time(), time.process_time(), None
     for step, items in zip(range(steps), Batcher(clips, keep, batch, seed)):
@@ -323,17 +327,26 @@ def train(model, tok, clips: Clips, texts: list[str], keep: list[int], steps: in
         out = thinker(inputs_embeds=emb, attention_mask=am, labels=lab)
         phone = F.cross_entropy(phone_head(audio), torch.from_numpy(np.concatenate(phones)))
         word = F.cross_entropy(thinker.lm_head(audio), torch.from_numpy(np.concatenate(spoken)), ignore_index=-100)
-        loss = out.loss + FRAME_WEIGHT * (phone + word)
+        # the first clip again, alone, with a long <|endoftext|> tail: the loss on the tail only
+        tail = int(tail_rng.integers(AFTER_END, MAX_TAIL + 1)) - AFTER_END
+        t_ids = torch.tensor([seqs[0] + [pad] * tail])
+        t_lab = torch.full_like(t_ids, -100)
+        t_lab[0, len(seqs[0]) - AFTER_END:] = pad
+        t_emb = thinker.get_input_embeddings()(t_ids)
+        t_emb = t_emb.masked_scatter((t_ids == audio_pad).unsqueeze(-1).expand_as(t_emb),
+                                     audio[:n_audio[0]].to(t_emb.dtype))
+        end = thinker(inputs_embeds=t_emb, labels=t_lab).loss
+        loss = out.loss + FRAME_WEIGHT * (phone + word) + end
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        cur = (out.loss.item(), phone.item(), word.item())
+        cur = (out.loss.item(), phone.item(), word.item(), end.item())
         avg = cur if avg is None else tuple(0.95 * a + 0.05 * c for a, c in zip(avg, cur))
         if (step + 1) % log_every == 0 or step + 1 == steps:
             el, cpu = time.time() - t0, time.process_time() - c0
-            log(f"step {step + 1}/{steps}  loss {avg[0]:.3f}  frames: phoneme {avg[1]:.3f} word {avg[2]:.3f}  "
+            log(f"step {step + 1}/{steps}  loss {avg[0]:.3f}  frames: phoneme {avg[1]:.3f} word {avg[2]:.3f}  tail {avg[3]:.4f}  "
                 f"lr {sched.get_last_lr()[0]:.2e}  "
                 f"{el / (step + 1):.2f} s/step (CPU {cpu / (step + 1):.2f} s)  "
                 f"eta {el / (step + 1) * (steps - step - 1) / 60:.1f} min")
@@ -345,14 +358,21 @@ def cpu_seconds() -> float:
     return sum(x.ru_utime + x.ru_stime for x in r)
 
 
+def positive(text: str) -> int:
+    n = int(text)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return n
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEMO_DIR / "qwen3-asr-demo",
                     help="checkpoint directory; the GGUF pair and sample.wav go beside it")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--clips", type=int, default=16000, help="distinct espeak-ng clips")
-    ap.add_argument("--steps", type=int, default=4000)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--clips", type=positive, default=16000, help="distinct espeak-ng clips")
+    ap.add_argument("--steps", type=positive, default=4000)
+    ap.add_argument("--batch", type=positive, default=16)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "demo-train", help="synthesised clips (not in git)")
