@@ -90,16 +90,19 @@ SIZES["tiny32"] = (dict(SIZES["tiny"][0], output_dim=32),
                    dict(SIZES["tiny"][1], hidden_size=32, num_attention_heads=2, num_key_value_heads=1))
 
 
-def make_tokenizer():
+def qwen2_tokenizer(vocab_file: str, merges_file: str):
+    """A Qwen2 byte-level BPE tokenizer as Qwen3-ASR's tokenizer_config makes it (roles named later)."""
     from transformers import Qwen2TokenizerFast
 
+    return Qwen2TokenizerFast(vocab_file=vocab_file, merges_file=merges_file, unk_token=None, bos_token=None,
+                              eos_token=None, pad_token=None, errors="replace",
+                              clean_up_tokenization_spaces=False, model_max_length=131072)
+
+
+def make_tokenizer():
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(BPE_ARCHIVE) as tar:
         tar.extractall(tmp, filter="data")
-        tok = Qwen2TokenizerFast(
-            vocab_file=os.path.join(tmp, "vocab.json"), merges_file=os.path.join(tmp, "merges.txt"),
-            unk_token=None, bos_token=None, eos_token=None, pad_token=None,
-            errors="replace", clean_up_tokenization_spaces=False, model_max_length=131072,
-        )
+        tok = qwen2_tokenizer(os.path.join(tmp, "vocab.json"), os.path.join(tmp, "merges.txt"))
     assert len(tok) == FIRST_ADDED, len(tok)
     add_special_tokens(tok, [_KNOWN_ADDED.get(i, f"<|reserved_{i}|>") for i in range(FIRST_ADDED, LAST_ADDED + 1)])
     assert all(tok.convert_tokens_to_ids(name) == i for i, name in _KNOWN_ADDED.items())

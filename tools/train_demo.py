@@ -41,7 +41,8 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(ROOT))
 
 import demo_speech as speech  # noqa: E402
-from random_checkpoint import _KNOWN_ADDED, AUDIO_COMMON, TEXT_COMMON, add_special_tokens, make_processor  # noqa: E402
+from random_checkpoint import (_KNOWN_ADDED, AUDIO_COMMON, TEXT_COMMON, add_special_tokens, make_processor,  # noqa: E402
+                               qwen2_tokenizer)
 
 DEMO_DIR = ROOT / "asrgguf" / "data" / "demo"
 MAX_SECONDS = 7.5           # one encoder window (8 s): training and inference attend alike
@@ -65,7 +66,6 @@ def log(msg: str) -> None:
 def make_tokenizer(corpus: list[str]):
     """Byte-level BPE trained on the corpus with Qwen2's pre-tokenizer, then Qwen3-ASR's added tokens."""
     from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
-    from transformers import Qwen2TokenizerFast
     from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX
 
     bpe = Tokenizer(models.BPE())
@@ -75,10 +75,7 @@ def make_tokenizer(corpus: list[str]):
     bpe.train_from_iterator(corpus, trainers.BpeTrainer(
         vocab_size=N_BPE, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False))
     with tempfile.TemporaryDirectory() as tmp:
-        vocab, merges = bpe.model.save(tmp)
-        tok = Qwen2TokenizerFast(vocab_file=vocab, merges_file=merges, unk_token=None, bos_token=None,
-                                 eos_token=None, pad_token=None, errors="replace",
-                                 clean_up_tokenization_spaces=False, model_max_length=131072)
+        tok = qwen2_tokenizer(*bpe.model.save(tmp))
     assert len(tok) == N_BPE, len(tok)
     return add_special_tokens(tok, [_KNOWN_ADDED[i] for i in sorted(_KNOWN_ADDED)])
 
