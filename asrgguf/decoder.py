@@ -38,12 +38,6 @@ def quiet_llama_logs() -> None:
 
     _LOG_CB = _cb
     L.llama_log_set(_LOG_CB, ctypes.c_void_p())
-    try:
-        import llama_cpp.mtmd_cpp as M
-
-        M.mtmd_log_set(_LOG_CB, ctypes.c_void_p())
-    except (ImportError, AttributeError):
-        pass
 
 
 def last_llama_error() -> str:
