@@ -202,7 +202,7 @@ def hf_layout_name(name: str) -> str:
 
 def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = False, tied: bool | None = None,
                      layout: str = "original", shard_size: str = "2GB", text_layers: int | None = None,
-                     audio_layers: int | None = None, dtype: str | None = None) -> Path:
+                     audio_layers: int | None = None, dtype: str | None = None, skeleton: bool = False) -> Path:
     import torch
     from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration
 
@@ -210,6 +210,11 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
     out.mkdir(parents=True, exist_ok=True)
     dtype = dtype or ("float32" if size.startswith("tiny") else "bfloat16")
     cfg = make_config(size, mha=mha, tied=tied, text_layers=text_layers, audio_layers=audio_layers)
+    if skeleton:  # config and processor only: tools/cuda/fill_random.py draws weights where qwen-asr is absent
+        cfg.dtype = dtype
+        cfg.save_pretrained(out)
+        make_processor(make_tokenizer()).save_pretrained(out)
+        return out
     torch.manual_seed(seed)
     big = not size.startswith("tiny")
     with torch.device("meta") if big else contextlib.nullcontext():
@@ -264,9 +269,11 @@ def main(argv=None):
     ap.add_argument("--text-layers", type=int)
     ap.add_argument("--audio-layers", type=int)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: float32 tiny, bfloat16 real sizes")
+    ap.add_argument("--skeleton", action="store_true",
+                    help="config, tokenizer and processor only, no weights (see tools/cuda/fill_random.py)")
     a = ap.parse_args(argv)
     write_checkpoint(a.out, a.size, a.seed, a.mha, a.tied, a.layout, a.shard_size, a.text_layers, a.audio_layers,
-                     a.dtype)
+                     a.dtype, a.skeleton)
     print(a.out)
 
 
