@@ -151,8 +151,8 @@ class Transcriber:
             return load_from_gguf(mm, device=dev, dtype=dt), mm, dev, dt
 
         if llama_gpu_backends():
-            # one after the other: with a CUDA build of llama.cpp, loading the decoder in a thread while
-            # this one imported torch crashed the process (SIGSEGV; H200, torch 2.11+cu130)
+            # one after the other on GPU builds of llama.cpp, which were never seen to run beside torch:
+            # on the H200 image both the overlap and this order crashed (docs/benchmarks.md, "CUDA")
             enc, mm, dev, dt = load_encoder()
             dec = Decoder(decoder, opts)
         else:

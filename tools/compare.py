@@ -164,7 +164,7 @@ def ensure_gguf(model_dir: Path, outtype: str, gguf_dir: Path, threads: int) -> 
 
 
 def build_command(name: str, spec: dict, audio: str, model_dir: Path, ggufs: dict, tokens: int | None,
-                  threads: int, language: str | None) -> list[str]:
+                  threads: int, language: str | None, mtmd_flash_attn: str = "auto") -> list[str]:
     if spec["kind"] == "official":
         cmd = [PY, str(HERE / "official_run.py"), audio, "--model", str(model_dir), "--dtype", spec["dtype"],
                "--device", spec["device"], "--threads", str(threads)]
@@ -178,7 +178,7 @@ def build_command(name: str, spec: dict, audio: str, model_dir: Path, ggufs: dic
     else:
         dec, mm = ggufs[spec["outtype"]]
         cmd = [PY, str(HERE / "mtmd_run.py"), audio, "--model", str(dec), "--mmproj", str(mm),
-               "--threads", str(threads)]
+               "--threads", str(threads), "--flash-attn", mtmd_flash_attn]
     if tokens:
         cmd += ["--bench-tokens", str(tokens)]
     if language:
@@ -371,6 +371,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="default: WORKDIR/compare.json")
     ap.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per contender run")
+    ap.add_argument("--mtmd-flash-attn", choices=["auto", "on", "off"], default="auto",
+                    help="flash attention in llama.cpp's pipeline (off for a CUDA build made with GGML_CUDA_FA=OFF)")
     a = ap.parse_args(argv)
 
     audio = str(Path(a.audio).resolve())
@@ -405,7 +407,8 @@ def main(argv=None) -> int:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     outdir = workdir / f"runs-{stamp}"
     outdir.mkdir(parents=True, exist_ok=True)
-    cmds = {n: build_command(n, specs[n], audio, model_dir, ggufs, tokens, a.threads, a.language) for n in names}
+    cmds = {n: build_command(n, specs[n], audio, model_dir, ggufs, tokens, a.threads, a.language,
+                                 a.mtmd_flash_attn) for n in names}
 
     if a.warmup:
         for n in names:

@@ -80,6 +80,10 @@ def run(audio_path: str, model_path: str, mmproj_path: str, language: str | None
         n_gpu_layers: int | None = None, flash_attn: str = "auto", n_ctx: int | None = None,
         n_batch: int | None = None, audio_loader: str = "asrgguf", warmup: bool = True,
         verbose: bool = False, print_prompt: bool = False) -> dict:
+    # llama.cpp's libraries before numpy: on the H200 image (docs/benchmarks.md, CUDA) a CUDA build
+    # loaded after numpy crashed in llama_model_load_from_file, and loaded before it did not
+    import llama_cpp.llama_cpp as L
+    import llama_cpp.mtmd_cpp as M
     import numpy as np
 
     # asrgguf's package __init__ is lazy: these imports load neither torch nor asrgguf's encoder
@@ -88,9 +92,6 @@ def run(audio_path: str, model_path: str, mmproj_path: str, language: str | None
     for p, what in ((audio_path, "audio"), (model_path, "decoder GGUF"), (mmproj_path, "mmproj GGUF")):
         if not Path(p).is_file():
             raise MtmdError(f"{p}: no such {what} file")
-
-    import llama_cpp.llama_cpp as L
-    import llama_cpp.mtmd_cpp as M
 
     _set_logs(verbose)
 
