@@ -88,7 +88,8 @@ class _Batch:
 @dataclass
 class DecoderOptions:
     n_ctx: int = 512          # grown per request (ensure_ctx): the KV cache is allocated and touched whole
-    n_batch: int = 512
+    n_batch: int | None = None  # prefill batch (= ubatch). None: 256 on CPU (4-7 % faster than 512 on 2 AVX2
+                                # cores, docs/benchmarks.md), 512 with a GPU backend (not measured there)
     n_threads: int | None = None
     n_gpu_layers: int | None = None   # None: all when a GPU backend is built in
     flash_attn: bool | None = None    # None: off on CPU (faster decode there), auto with a GPU
@@ -114,6 +115,7 @@ class Decoder:
         mp = L.llama_model_default_params()
         gpu = bool(L.llama_supports_gpu_offload())
         mp.n_gpu_layers = (999 if gpu else 0) if opts.n_gpu_layers is None else opts.n_gpu_layers
+        self.offloaded = gpu and mp.n_gpu_layers != 0   # decoder layers on the GPU
         self.model = L.llama_model_load_from_file(path.encode(), mp)
         if not self.model:
             raise AsrggufError(f"{path}: llama.cpp could not load the decoder"
@@ -126,7 +128,7 @@ class Decoder:
         self.opts = opts
         self.gpu = gpu
         self.ctx = None
-        self.n_batch = min(opts.n_batch, opts.n_ctx)
+        self.n_batch = min(opts.n_batch or (512 if self.offloaded else 256), opts.n_ctx)
         self._make_ctx(opts.n_ctx, max(1, opts.n_seq))
         self._tok_batch = _Batch(self.n_batch, None, self.n_pos, 1)
         self._emb_batch = _Batch(self.n_batch, self.n_embd, self.n_pos, 1)
@@ -172,7 +174,7 @@ class Decoder:
         cp.no_perf = True
         self.ctx = L.llama_init_from_model(self.model, cp)
         if not self.ctx:
-            raise AsrggufError(f"{self.path}: llama.cpp could not create a context (n_ctx={n_ctx})"
+            raise AsrggufError(f"{self.path}: llama.cpp could not create a context (n_ctx={cp.n_ctx})"
                                + (f": {last_llama_error()}" if last_llama_error() else ""))
         self.n_seq = n_seq
         self.n_ctx = L.llama_n_ctx(self.ctx) // n_seq   # positions per sequence

@@ -26,6 +26,7 @@ def test_run_txt_and_json(pair, clip5, tmp_path):
     d = json.loads(r.stdout)
     assert set(d) >= {"language", "text", "raw", "token_ids", "timings", "model"}
     assert d["model"]["mmproj"] == str(mm)  # found beside the decoder
+    assert (d["model"]["encoder_device"], d["model"]["decoder_device"]) == ("cpu", "cpu")  # a CPU build here
     assert len(d["token_ids"]) == 8
     assert set(d["timings"]) >= {"load", "audio", "features", "encoder", "prefill", "decode", "decode_tokens_per_s"}
     out = tmp_path / "o.txt"

@@ -129,3 +129,18 @@ def test_gpu_backends_read_from_library_names(tmp_path):
     assert llama_gpu_backends(tmp_path) == ["cuda"]
     (tmp_path / "libggml-metal.dylib").touch()
     assert llama_gpu_backends(tmp_path) == ["cuda", "metal"]
+
+
+def test_context_that_llama_cpp_refuses_is_a_one_line_error(monkeypatch):
+    """llama_init_from_model returning NULL (out of memory, on a GPU say) is an AsrggufError, not a crash."""
+    import re
+
+    import llama_cpp.llama_cpp as L
+
+    from asrgguf import AsrggufError, demo
+    from asrgguf.decoder import Decoder, DecoderOptions
+
+    monkeypatch.setattr(L, "llama_init_from_model", lambda model, params: None)
+    with pytest.raises(AsrggufError, match=f"^{re.escape(str(demo.DECODER))}: llama.cpp could not create a "
+                                           r"context \(n_ctx=512\)"):
+        Decoder(demo.DECODER, DecoderOptions(n_ctx=512))

@@ -233,11 +233,24 @@ def run_one(name: str, spec: dict, cmd: list[str], outdir: Path, k: int, timeout
                                             " | ".join(tail)] if x)
         return rec
     t = res.get("timings", {})
-    rec.update({"text": res.get("text", ""), "language": res.get("language", ""), "raw": res.get("raw", ""),
+    rec.update({"model": res.get("model") or {}, "text": res.get("text", ""), "language": res.get("language", ""), "raw": res.get("raw", ""),
                 "n_tokens": len(res.get("token_ids", [])),
                 "n_prompt_positions": res.get("n_prompt_positions", t.get("prompt_tokens")),
                 "timings": t, "stages": stage_times(spec["kind"], t)})
     return rec
+
+
+def contender_device(spec: dict, runs: list[dict]) -> str:
+    """Where a contender ran, from its own report: asrgguf's encoder and decoder devices, libmtmd's GPU layers."""
+    if spec.get("device"):
+        return spec["device"]
+    m = next((r["model"] for r in runs if "error" not in r and r.get("model")), {})
+    if spec["kind"] == "asrgguf":
+        enc, dec = m.get("encoder_device", "cpu"), m.get("decoder_device", "cpu")
+        if (enc, dec) == ("cpu", "cpu") or (enc != "cpu" and dec == "gpu"):
+            return enc
+        return f"encoder {enc}, decoder {dec}"
+    return "gpu" if m.get("gpu_layers") else "cpu"
 
 
 def _median(vals):
@@ -288,7 +301,9 @@ def render_markdown(meta: dict, rows: list[dict]) -> str:
     tok = meta["tokens"]
     lines.append(f"Audio: `{meta['audio']}` ({_f(meta.get('audio_seconds'))} s); model: {meta['model']}; "
                  + (f"{tok} generated tokens per contender (end-of-turn ignored)" if tok else "natural stop")
-                 + f"; {meta['threads']} threads; median of {meta['runs']} run(s); {meta['machine']}.")
+                 + f"; {meta['threads']} threads; median of {meta['runs']} run(s); {meta['machine']}"
+                 + (f"; llama.cpp pipeline flash attention: {meta['mtmd_flash_attn']}" if meta.get("mtmd_flash_attn")
+                    and meta["mtmd_flash_attn"] != "auto" else "") + ".")
     lines.append("")
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join("---" if i < 5 or i == 7 else "---:" for i in range(len(head))) + "|")
@@ -434,7 +449,7 @@ def main(argv=None) -> int:
         if shown.startswith(".."):
             shown = str(out_file)
         spec = specs[n]
-        device = spec.get("device") or "cpu"
+        device = contender_device(spec, all_runs[n])
         rows.append({"name": n, "impl": spec["impl"], "weights": spec["weights"], "device": device,
                      "command": cmds[n], "output_file": shown if s.get("ok") else None, "summary": s,
                      "runs": all_runs[n]})
@@ -449,7 +464,8 @@ def main(argv=None) -> int:
 
     meta = {"audio": a.audio, "audio_seconds": audio_seconds(audio), "model": model_label,
             "model_dir": str(model_dir), "random": bool(a.random), "tokens": tokens, "threads": a.threads,
-            "runs": a.runs, "warmup": a.warmup, "reference": ref_name, "machine": machine_line(),
+            "runs": a.runs, "warmup": a.warmup, "mtmd_flash_attn": a.mtmd_flash_attn, "reference": ref_name,
+            "machine": machine_line(),
             "python": sys.version.split()[0], "date": _dt.datetime.now().isoformat(timespec="seconds"),
             "outdir": str(outdir), "ggufs": {k: [str(p) for p in v] for k, v in ggufs.items()},
             "maxrss_note": "os.wait4 ru_maxrss: peak RSS of the process or its largest descendant, not a sum"}
