@@ -2,12 +2,15 @@
 # Run THERE, on a lent GPU machine, from the repo root, with .dev/gpu carried (tools/cuda/prepare.sh made it):
 #   run(command="bash tools/cuda/check.sh", carry=[".dev/gpu"], timeout_s=540)
 # Builds llama-cpp-python with CUDA (flash-attention kernels left out so the build takes ~3 min on 16 cores;
-# LCP_EXTRA_CMAKE adds flags), probes which import orders of llama.cpp / numpy / torch survive a model load,
-# checks the demo model's ids against the official ones, and times the 0.6B pair with tools/compare.py.
-# Everything lands in $OUT: results.txt as it goes, logs.tar.gz, compare*.md (the device tool returns 8 files).
+# LCP_EXTRA_CMAKE adds CMake arguments, LCP_LDFLAGS linker flags, e.g.
+# LCP_LDFLAGS="-static-libstdc++ -static-libgcc -Wl,--exclude-libs,ALL"), probes which import orders of
+# llama.cpp / numpy / torch survive a model load, checks the demo model's ids against the official ones,
+# and times the 0.6B pair with tools/compare.py. A rerun on a warm machine starts from scratch.
+# Everything lands in $OUT: results.txt as it goes, logs.tar.gz, compare*.md (the tool returns at most 8 files).
 set -u
 START=$(date +%s); el(){ echo $(( $(date +%s) - START )); }
-G=.dev/gpu; O=/tmp/o; R=$OUT/results.txt; mkdir -p $O
+G=.dev/gpu; O=/tmp/o; R=$OUT/results.txt
+rm -rf /tmp/lcp /tmp/b /tmp/o /tmp/site /tmp/cmp /tmp/demof32; mkdir -p $O
 pack(){ tar czf $OUT/logs.tar.gz -C $O . 2>/dev/null; }
 log(){ echo "== [$(el)s] $*" | tee -a $R; pack; }
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a $R
@@ -18,8 +21,8 @@ python3 tools/cuda/fill_random.py $G/skel06 /tmp/r06 > $O/gen.log 2>&1 &
 GEN=$!
 mkdir -p /tmp/b && tar xzf $G/lcp.tar.gz -C /tmp/b
 ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA=OFF ${LCP_EXTRA_CMAKE:-}"
-log "build llama-cpp-python, CMAKE_ARGS=$ARGS"
-(cd /tmp/b/llama_cpp_python-* && CMAKE_ARGS="$ARGS" CMAKE_BUILD_PARALLEL_LEVEL=16 timeout 330 \
+log "build llama-cpp-python, CMAKE_ARGS=$ARGS LDFLAGS=${LCP_LDFLAGS:-}"
+(cd /tmp/b/llama_cpp_python-* && CMAKE_ARGS="$ARGS" LDFLAGS="${LCP_LDFLAGS:-}" CMAKE_BUILD_PARALLEL_LEVEL=16 timeout 330 \
   python3 -m pip install --no-deps --no-build-isolation --no-index --target /tmp/lcp . > $O/build.log 2>&1)
 log "build rc=$? (tail: $(tail -1 $O/build.log))"
 python3 -c "import llama_cpp.llama_cpp as L; print('gpu offload', L.llama_supports_gpu_offload())" 2>&1 | tail -1 | tee -a $R
@@ -31,10 +34,11 @@ for s in llama numpy,llama torch,llama llama,torch llama,torchcuda torchcuda,lla
 done
 python3 -m asrgguf.cli quantize asrgguf/data/demo/qwen3-asr-demo --outtype f32 -o /tmp/demof32 --quiet > /dev/null 2>&1
 F=/tmp/demof32/qwen3-asr-demo-f32.gguf
+i=0
 for v in "$F cuda float32 auto official_f32" "$F cuda auto auto cpu_f32" "$D cuda auto auto cpu_q8_0" "$D cpu float32 0 cpu_q8_0"; do
-  log "demo: $v"
-  ASRGGUF_LLAMA_LOG=1 timeout 90 python3 tools/cuda/demo_check.py $G $v 2> $O/demo.err | tee -a $R
-  [ ${PIPESTATUS[0]} != 0 ] && grep -v "llama_model_loader: - \|print_info\|control token" $O/demo.err | tail -6 | tee -a $R
+  i=$((i + 1)); log "demo: $v"
+  ASRGGUF_LLAMA_LOG=1 timeout 90 python3 tools/cuda/demo_check.py $G $v 2> $O/demo_$i.err | tee -a $R
+  [ ${PIPESTATUS[0]} != 0 ] && grep -v "llama_model_loader: - \|print_info\|control token" $O/demo_$i.err | tail -6 | tee -a $R
 done
 log "asrgguf run --model demo"
 timeout 60 python3 -m asrgguf.cli run --model demo $G/sample.wav 2>&1 | tail -2 | tee -a $R

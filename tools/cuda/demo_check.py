@@ -12,7 +12,7 @@ ref = json.loads((Path(d) / "ref.json").read_text())[key]
 t0 = time.perf_counter()
 t = Transcriber.from_gguf(dec, device=dev, dtype=dt, n_gpu_layers=None if ngl == "auto" else int(ngl),
                           max_new_tokens=64)
-print(f"  loaded in {time.perf_counter() - t0:.2f} s: {t.model_info}, decoder on GPU: {t.decoder.gpu}")
+print(f"  loaded in {time.perf_counter() - t0:.2f} s: {t.model_info}")
 for i, name in enumerate(("sample.wav", "h0.wav", "h1.wav")):
     r = t.transcribe(str(Path(d) / name))
     n = next((j for j, (a, b) in enumerate(zip(ref[i], r.token_ids)) if a != b), min(len(ref[i]), len(r.token_ids)))

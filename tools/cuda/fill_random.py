@@ -14,9 +14,11 @@ from asrgguf.checkpoint import Checkpoint
 
 skel, out = Path(sys.argv[1]), Path(sys.argv[2])
 shutil.copytree(skel, out, dirs_exist_ok=True)
-cfg = json.loads((skel / "config.json").read_text())["thinker_config"]
+full = json.loads((skel / "config.json").read_text())
+cfg = full["thinker_config"]
 ck = Checkpoint.__new__(Checkpoint)
-ck.text_config, ck.audio_config, ck.tied = cfg["text_config"], cfg["audio_config"], True
+tied = cfg["text_config"].get("tie_word_embeddings", full.get("tie_word_embeddings", True))
+ck.text_config, ck.audio_config, ck.tied = cfg["text_config"], cfg["audio_config"], tied
 g = torch.Generator().manual_seed(0)
 sd = {}
 for (kind, name), shape in ck.expected_shapes().items():
@@ -29,6 +31,7 @@ for (kind, name), shape in ck.expected_shapes().items():
         t = 1 + 0.1 * t if name.endswith("weight") else 0.1 * t
     else:
         t *= 0.1
-    sd[("thinker.model." if kind == "text" else "thinker.audio_tower.") + name] = t.to(torch.bfloat16)
+    prefix = "thinker." if name == "lm_head.weight" else "thinker.model." if kind == "text" else "thinker.audio_tower."
+    sd[prefix + name] = t.to(torch.bfloat16)
 save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
 print(out, len(sd), "tensors")

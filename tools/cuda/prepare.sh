@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 G=.dev/gpu
-mkdir -p "$G/whl"
-grep -qx '/.dev/' .git/info/exclude 2>/dev/null || echo '/.dev/' >> .git/info/exclude
+rm -rf "$G/whl"; mkdir -p "$G/whl"
+EX=$(git rev-parse --git-path info/exclude); mkdir -p "$(dirname "$EX")"
+grep -qx '/.dev/' "$EX" 2>/dev/null || echo '/.dev/' >> "$EX"
 VER=$(python -c "import importlib.metadata as m; print(m.version('llama_cpp_python'))")
 SDIST=${SDIST:-.cache/dl/llama_cpp_python-$VER.tar.gz}
 [ -f "$SDIST" ] || python -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VER" -d "$(dirname "$SDIST")"
