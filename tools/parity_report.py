@@ -7,7 +7,7 @@ reports: log-mel and encoder relative error (f32), decoder logit relative error 
 (f32/f16/q8_0 decoders, f32 encoder). The official model runs in float32 with its encoder block
 mask applied to every layer (windowed, as in training).
 
-    python tools/parity_report.py --workdir /tmp/parity --markdown docs/parity.md
+    python tools/parity_report.py --workdir /tmp/parity --markdown /tmp/parity-table.md   # the table of docs/parity.md
 """
 from __future__ import annotations
 
