@@ -233,8 +233,8 @@ def run_one(name: str, spec: dict, cmd: list[str], outdir: Path, k: int, timeout
                                             " | ".join(tail)] if x)
         return rec
     t = res.get("timings", {})
-    rec.update({"model": res.get("model") or {}, "text": res.get("text", ""), "language": res.get("language", ""), "raw": res.get("raw", ""),
-                "n_tokens": len(res.get("token_ids", [])),
+    rec.update({"model": res.get("model") or {}, "text": res.get("text", ""), "language": res.get("language", ""),
+                "raw": res.get("raw", ""), "n_tokens": len(res.get("token_ids", [])),
                 "n_prompt_positions": res.get("n_prompt_positions", t.get("prompt_tokens")),
                 "timings": t, "stages": stage_times(spec["kind"], t)})
     return rec

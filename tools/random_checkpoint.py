@@ -159,6 +159,24 @@ def make_config(size: str, mha: bool = False, tied: bool | None = None, text_lay
     return cfg
 
 
+def draw_weight(name: str, shape, g, tied: bool, head_gain: float = 4.0):
+    """One random parameter at a scale that keeps a random model's activations and logits usable."""
+    import torch
+
+    t = torch.randn(shape, generator=g)
+    if name.endswith("embed_tokens.weight"):
+        # tied: the head is the embedding, so a large embedding makes the input token win
+        # every step; a small one lets the layers (and the audio) decide
+        return t * (0.02 if tied else 1.0)
+    if name.endswith("lm_head.weight"):
+        return t * head_gain / math.sqrt(shape[1])
+    if len(shape) >= 2:  # linear and conv: keep activations at unit scale
+        return t / math.sqrt(t[0].numel())
+    if "norm" in name or "ln_post" in name:
+        return 1.0 + 0.1 * t if name.endswith(".weight") else 0.1 * t
+    return 0.1 * t  # biases
+
+
 def scale_weights(model, seed: int, head_gain: float = 4.0):
     import torch
 
@@ -166,22 +184,7 @@ def scale_weights(model, seed: int, head_gain: float = 4.0):
     text_cfg = model.config.thinker_config.text_config
     with torch.no_grad():
         for name, p in model.named_parameters():
-            if name.endswith("embed_tokens.weight"):
-                # tied: the head is the embedding, so a large embedding makes the input token win
-                # every step; a small one lets the layers (and the audio) decide
-                p.copy_(torch.randn(p.shape, generator=g) * (0.02 if text_cfg.tie_word_embeddings else 1.0))
-            elif name.endswith("lm_head.weight"):
-                p.copy_(torch.randn(p.shape, generator=g) * head_gain / math.sqrt(p.shape[1]))
-            elif p.ndim >= 2:  # linear and conv: keep activations at unit scale
-                fan_in = p[0].numel()
-                p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(fan_in))
-            elif "norm" in name or "ln_post" in name:
-                if name.endswith(".weight"):
-                    p.copy_(1.0 + 0.1 * torch.randn(p.shape, generator=g))
-                else:
-                    p.copy_(0.1 * torch.randn(p.shape, generator=g))
-            else:  # biases
-                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+            p.copy_(draw_weight(name, p.shape, g, text_cfg.tie_word_embeddings, head_gain))
         if text_cfg.tie_word_embeddings:
             model.thinker.lm_head.weight = model.thinker.model.embed_tokens.weight
         # a random model that stops after two words tests little: damp the end-of-turn logits

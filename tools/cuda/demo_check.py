@@ -8,12 +8,13 @@ from pathlib import Path
 from asrgguf import Transcriber
 
 d, dec, dev, dt, ngl, key = sys.argv[1:7]
-ref = json.loads((Path(d) / "ref.json").read_text())[key]
+refs = json.loads((Path(d) / "ref.json").read_text())
+ref = refs[key]
 t0 = time.perf_counter()
 t = Transcriber.from_gguf(dec, device=dev, dtype=dt, n_gpu_layers=None if ngl == "auto" else int(ngl),
                           max_new_tokens=64)
 print(f"  loaded in {time.perf_counter() - t0:.2f} s: {t.model_info}")
-for i, name in enumerate(("sample.wav", "h0.wav", "h1.wav")):
+for i, name in enumerate(refs["clips"]):
     r = t.transcribe(str(Path(d) / name))
     n = next((j for j, (a, b) in enumerate(zip(ref[i], r.token_ids)) if a != b), min(len(ref[i]), len(r.token_ids)))
     print(f"  {name}: ids == {key}: {r.token_ids == ref[i]} (first difference at {n} of {len(ref[i])}) "

@@ -24,7 +24,7 @@ def main(out: Path) -> None:
     for p, text in zip(clips[1:], held_out()[:2]):
         write_wav(p, text, "en-us+f3", speed=160)
     model = official_model(str(demo.CHECKPOINT), max_new_tokens=64)
-    ref = {"official_f32": [official_tokens(model, official_wav(str(p))) for p in clips]}
+    ref = {"clips": list(CLIPS), "official_f32": [official_tokens(model, official_wav(str(p))) for p in clips]}
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "asrgguf.cli", "quantize", str(demo.CHECKPOINT), "--outtype", "f32",
                         "-o", tmp, "--quiet"], check=True)

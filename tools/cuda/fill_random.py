@@ -2,7 +2,6 @@
 installed: the shapes come from asrgguf.checkpoint. Cost does not depend on the values (benchmarks only).
     python tools/cuda/fill_random.py SKELETON OUT"""
 import json
-import math
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from asrgguf.checkpoint import Checkpoint
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from random_checkpoint import draw_weight  # noqa: E402  (the same scales as the random checkpoints)
 
 skel, out = Path(sys.argv[1]), Path(sys.argv[2])
 shutil.copytree(skel, out, dirs_exist_ok=True)
@@ -22,16 +24,7 @@ ck.text_config, ck.audio_config, ck.tied = cfg["text_config"], cfg["audio_config
 g = torch.Generator().manual_seed(0)
 sd = {}
 for (kind, name), shape in ck.expected_shapes().items():
-    t = torch.randn(shape, generator=g)
-    if name == "embed_tokens.weight":
-        t *= 0.02
-    elif len(shape) >= 2:
-        t /= math.sqrt(t[0].numel())
-    elif "norm" in name or "ln_post" in name:
-        t = 1 + 0.1 * t if name.endswith("weight") else 0.1 * t
-    else:
-        t *= 0.1
     prefix = "thinker." if name == "lm_head.weight" else "thinker.model." if kind == "text" else "thinker.audio_tower."
-    sd[prefix + name] = t.to(torch.bfloat16)
+    sd[prefix + name] = draw_weight(name, shape, g, tied).to(torch.bfloat16)
 save_file(sd, str(out / "model.safetensors"), metadata={"format": "pt"})
 print(out, len(sd), "tensors")
