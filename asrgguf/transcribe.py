@@ -151,8 +151,8 @@ class Transcriber:
             return load_from_gguf(mm, device=dev, dtype=dt), mm, dev, dt
 
         if llama_gpu_backends():
-            # one after the other on GPU builds of llama.cpp, which were never seen to run beside torch:
-            # on the H200 image both the overlap and this order crashed (docs/benchmarks.md, "CUDA")
+            # one after the other on GPU builds: on an H200 the two CUDA start-ups side by side loaded
+            # about 0.8 s slower than in turn (docs/benchmarks.md, "CUDA")
             enc, mm, dev, dt = load_encoder()
             dec = Decoder(decoder, opts)
         else:

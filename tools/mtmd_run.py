@@ -80,8 +80,8 @@ def run(audio_path: str, model_path: str, mmproj_path: str, language: str | None
         n_gpu_layers: int | None = None, flash_attn: str = "auto", n_ctx: int | None = None,
         n_batch: int | None = None, audio_loader: str = "asrgguf", warmup: bool = True,
         verbose: bool = False, print_prompt: bool = False) -> dict:
-    # llama.cpp's libraries before numpy: on the H200 image (docs/benchmarks.md, CUDA) a CUDA build
-    # loaded after numpy crashed in llama_model_load_from_file, and loaded before it did not
+    # llama.cpp's libraries before numpy: a CUDA build made without README's flags crashed in
+    # llama_model_load_from_file when loaded after numpy on an H200 (docs/benchmarks.md, "CUDA")
     import llama_cpp.llama_cpp as L
     import llama_cpp.mtmd_cpp as M
     import numpy as np

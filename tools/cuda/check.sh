@@ -1,9 +1,10 @@
 #!/bin/bash
 # Run THERE, on a lent GPU machine, from the repo root, with .dev/gpu carried (tools/cuda/prepare.sh made it):
 #   run(command="bash tools/cuda/check.sh", carry=[".dev/gpu"], timeout_s=540)
-# Builds llama-cpp-python with CUDA (flash-attention kernels left out so the build takes ~3 min on 16 cores;
-# LCP_EXTRA_CMAKE adds CMake arguments, LCP_LDFLAGS linker flags, e.g.
-# LCP_LDFLAGS="-static-libstdc++ -static-libgcc -Wl,--exclude-libs,ALL"), probes which import orders of
+# Builds llama-cpp-python with CUDA (flash-attention kernels left out so the build takes ~4 min on 16 cores)
+# and README's flags (LCP_EXTRA_CMAKE: more CMake arguments, default -DCMAKE_CXX_FLAGS=-fno-gnu-unique;
+# LCP_LDFLAGS: linker flags, default a static C++ runtime; LCP_LDFLAGS= LCP_EXTRA_CMAKE= builds the
+# default that crashed beside torch on an H200, docs/benchmarks.md "CUDA"), probes which import orders of
 # llama.cpp / numpy / torch survive a model load, checks the demo model's ids against the official ones,
 # and times the 0.6B pair with tools/compare.py. A rerun on a warm machine starts from scratch.
 # Everything lands in $OUT: results.txt as it goes, logs.tar.gz, compare*.md (the tool returns at most 8 files).
@@ -20,7 +21,8 @@ python3 -c "import torch, numpy; print('torch', torch.__version__, torch.cuda.ge
 python3 tools/cuda/fill_random.py $G/skel06 /tmp/r06 > $O/gen.log 2>&1 &
 GEN=$!
 mkdir -p /tmp/b && tar xzf $G/lcp.tar.gz -C /tmp/b
-ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA=OFF ${LCP_EXTRA_CMAKE:-}"
+ARGS="-DGGML_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_CUDA_FA=OFF ${LCP_EXTRA_CMAKE--DCMAKE_CXX_FLAGS=-fno-gnu-unique}"
+LCP_LDFLAGS=${LCP_LDFLAGS-"-static-libstdc++ -static-libgcc -Wl,--exclude-libs,ALL"}
 log "build llama-cpp-python, CMAKE_ARGS=$ARGS LDFLAGS=${LCP_LDFLAGS:-}"
 (cd /tmp/b/llama_cpp_python-* && CMAKE_ARGS="$ARGS" LDFLAGS="${LCP_LDFLAGS:-}" CMAKE_BUILD_PARALLEL_LEVEL=16 timeout 330 \
   python3 -m pip install --no-deps --no-build-isolation --no-index --target /tmp/lcp . > $O/build.log 2>&1)
