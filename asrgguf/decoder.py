@@ -95,6 +95,7 @@ class DecoderOptions:
     flash_attn: bool | None = None    # None: off on CPU (faster decode there), auto with a GPU
     kv_f32: bool | None = None        # None: f32 KV for f32 decoders (exact mode), else f16
     n_seq: int = 1            # parallel sequences (grown per request, see ensure_ctx)
+    repack: bool = True       # llama.cpp's repacked CPU weight layouts (use_extra_bufts; docs/benchmarks.md)
 
 
 class Decoder:
@@ -115,6 +116,7 @@ class Decoder:
         mp = L.llama_model_default_params()
         gpu = bool(L.llama_supports_gpu_offload())
         mp.n_gpu_layers = (999 if gpu else 0) if opts.n_gpu_layers is None else opts.n_gpu_layers
+        mp.use_extra_bufts = opts.repack
         self.offloaded = gpu and mp.n_gpu_layers != 0   # decoder layers on the GPU
         self.model = L.llama_model_load_from_file(path.encode(), mp)
         if not self.model:
