@@ -80,6 +80,7 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
     from . import batch
     from .languages import normalize_language
+    from .decoder import Decoder
     from .longform import SAMPLE_RATE, probe, transcribe_long
     from .subtitles import render
     from .transcribe import Transcriber
@@ -95,6 +96,8 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
     def report(msg: str) -> None:
         prog.write(f"asrgguf: error: {msg}")
 
+    if gguf_path:
+        Decoder.check_file(gguf_path)  # header errors (missing, not a GGUF, wrong architecture) first
     items = batch.expand_inputs(list(audio))
     outs = batch.assign_outputs(items, Path(output_dir), fmt) if output_dir else {}
     todo: list[int] = []
@@ -106,14 +109,8 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
             summary.skipped += 1
             continue
         todo.append(i)
-    tr = None
-    if todo:
-        kw = dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads,
-                  max_new_tokens=max_new_tokens)
-        tr = Transcriber.from_gguf(gguf_path, mmproj, **kw) if gguf_path else \
-            Transcriber.from_pretrained(model_dir, **kw)
     infos: dict[int, object] = {}
-    for i, it in enumerate(items):  # report unusable inputs in input order
+    for i, it in enumerate(items):  # report unusable inputs in input order, before any model is loaded
         if it.error:
             report(it.error)
             summary.failed += 1
@@ -123,6 +120,12 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
             except AsrggufError as e:
                 report(str(e))
                 summary.failed += 1
+    tr = None
+    if infos:  # only when there is something to transcribe
+        kw = dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads,
+                  max_new_tokens=max_new_tokens)
+        tr = Transcriber.from_gguf(gguf_path, mmproj, **kw) if gguf_path else \
+            Transcriber.from_pretrained(model_dir, **kw)
     total = sum((getattr(info, "duration", None) or 0.0) for info in infos.values())
     prog = batch.Progress(batch.progress_wanted(quiet, progress or None), total or None)
     texts = []

@@ -60,6 +60,19 @@ def test_missing_and_bad_audio_keep_going(pair, clip5, tmp_path):
     assert len(lines) == 3 and len(r.stdout.splitlines()) == 1  # the good file was still transcribed
 
 
+def test_no_usable_input_loads_no_model(pair, tmp_path):
+    """Unusable inputs are reported before the model loads; with none left, the model is never loaded (the
+    truncated decoder's own error would show otherwise). A decoder whose header is wrong still fails first."""
+    bad = tmp_path / "trunc-q8_0.gguf"
+    data = open(pair[0], "rb").read()
+    bad.write_bytes(data[: len(data) // 2])
+    err = error_of(cli("run", "--gguf", bad, "--mmproj", pair[1], tmp_path / "missing.wav"))
+    assert err == f"asrgguf: error: {tmp_path / 'missing.wav'}: no such file\n"
+    err = error_of(cli("run", "--gguf", pair[1], tmp_path / "missing.wav"))
+    assert err == (f"asrgguf: error: {pair[1]}: decoder architecture is 'clip', expected 'qwen3vl' "
+                   f"(a Qwen3-ASR text decoder GGUF)\n")
+
+
 def test_silence_is_transcribed(pair, tmp_path):
     path = tmp_path / "silence.wav"
     subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", str(path), "trim", "0", "2"], check=True)
