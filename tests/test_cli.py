@@ -3,6 +3,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -39,6 +40,12 @@ def test_languages_command():
     assert r.returncode == 0 and r.stdout.splitlines()[1] == "English\ten" and len(r.stdout.splitlines()) == 30
 
 
+def truncated(src, dst, n_bytes):
+    """dst: the first n_bytes of src (negative: all but the last -n_bytes)."""
+    dst.write_bytes(open(src, "rb").read()[:n_bytes])
+    return dst
+
+
 def error_of(r):
     assert r.returncode == 1, (r.returncode, r.stdout, r.stderr)
     assert "Traceback" not in r.stderr
@@ -63,9 +70,7 @@ def test_missing_and_bad_audio_keep_going(pair, clip5, tmp_path):
 def test_no_usable_input_loads_no_model(pair, tmp_path):
     """Unusable inputs are reported before the model loads; with none left, the model is never loaded (the
     truncated decoder's own error would show otherwise). A decoder whose header is wrong still fails first."""
-    bad = tmp_path / "trunc-q8_0.gguf"
-    data = open(pair[0], "rb").read()
-    bad.write_bytes(data[: len(data) // 2])
+    bad = truncated(pair[0], tmp_path / "trunc-q8_0.gguf", Path(pair[0]).stat().st_size // 2)
     err = error_of(cli("run", "--gguf", bad, "--mmproj", pair[1], tmp_path / "missing.wav"))
     assert err == f"asrgguf: error: {tmp_path / 'missing.wav'}: no such file\n"
     err = error_of(cli("run", "--gguf", pair[1], tmp_path / "missing.wav"))
@@ -81,18 +86,14 @@ def test_silence_is_transcribed(pair, tmp_path):
 
 
 def test_truncated_decoder(pair, clip5, tmp_path):
-    bad = tmp_path / "trunc-q8_0.gguf"
-    data = open(pair[0], "rb").read()
-    bad.write_bytes(data[: len(data) // 2])
+    bad = truncated(pair[0], tmp_path / "trunc-q8_0.gguf", Path(pair[0]).stat().st_size // 2)
     err = error_of(cli("run", "--gguf", bad, "--mmproj", pair[1], clip5))
     assert err.startswith(f"asrgguf: error: {bad}: llama.cpp could not load the decoder")
     assert len(err.splitlines()) == 1
 
 
 def test_truncated_mmproj(pair, clip5, tmp_path):
-    bad = tmp_path / "mmproj-trunc.gguf"
-    data = open(pair[1], "rb").read()
-    bad.write_bytes(data[: len(data) - 5000])
+    bad = truncated(pair[1], tmp_path / "mmproj-trunc.gguf", -5000)
     err = error_of(cli("run", "--gguf", pair[0], "--mmproj", bad, clip5))
     assert err.startswith(f"asrgguf: error: {bad}: truncated GGUF file") or \
         err.startswith(f"asrgguf: error: {bad}: corrupt or truncated GGUF file")

@@ -13,7 +13,6 @@ import argparse
 import itertools
 import time
 
-import llama_cpp.llama_cpp  # noqa: F401  (llama.cpp's libraries before numpy: docs/benchmarks.md, "CUDA")
 import numpy as np
 
 from asrgguf.decoder import Decoder, DecoderOptions
