@@ -92,7 +92,7 @@ class DecoderOptions:
                                 # cores, docs/benchmarks.md), 512 with a GPU backend (not measured there)
     n_threads: int | None = None
     n_gpu_layers: int | None = None   # None: all when a GPU backend is built in
-    flash_attn: bool | None = None    # None: off on CPU (faster decode there), auto with a GPU
+    flash_attn: bool | None = None    # None: auto when the layers are on a GPU, else off (faster decode on CPU)
     kv_f32: bool | None = None        # None: f32 KV for f32 decoders (exact mode), else f16
     n_seq: int = 1            # parallel sequences (grown per request, see ensure_ctx)
     repack: bool = True       # llama.cpp's repacked CPU weight layouts (use_extra_bufts; docs/benchmarks.md)
@@ -128,7 +128,6 @@ class Decoder:
         self.path = path
         self.file_type = file_type
         self.opts = opts
-        self.gpu = gpu
         self.ctx = None
         self.n_batch = min(opts.n_batch or (512 if self.offloaded else 256), opts.n_ctx)
         self._make_ctx(opts.n_ctx, max(1, opts.n_seq))
@@ -167,7 +166,7 @@ class Decoder:
         cp.n_threads = cp.n_threads_batch = threads
         exact = self.file_type == 0 if opts.kv_f32 is None else opts.kv_f32
         if opts.flash_attn is None:
-            cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_AUTO if self.gpu else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+            cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_AUTO if self.offloaded else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         else:
             cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_ENABLED if opts.flash_attn else L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         if exact:  # f32 decoder: f32 everywhere, no flash attention (both cost ~1e-4..1e-3 relative)

@@ -144,3 +144,23 @@ def test_context_that_llama_cpp_refuses_is_a_one_line_error(monkeypatch):
     with pytest.raises(AsrggufError, match=f"^{re.escape(str(demo.DECODER))}: llama.cpp could not create a "
                                            r"context \(n_ctx=512\)"):
         Decoder(demo.DECODER, DecoderOptions(n_ctx=512))
+
+
+@pytest.mark.parametrize("n_gpu_layers,flash,n_batch", [(0, "DISABLED", 256), (None, "AUTO", 512)])
+def test_gpu_build_settings_follow_where_the_layers_are(monkeypatch, n_gpu_layers, flash, n_batch):
+    """On a GPU build with --n-gpu-layers 0 the decoder runs on the CPU, so it gets the CPU's settings:
+    flash attention off (faster decode there) and a prefill batch of 256; with its layers offloaded,
+    llama.cpp's auto flash attention and 512."""
+    import llama_cpp.llama_cpp as L
+
+    from asrgguf import demo
+    from asrgguf.decoder import Decoder, DecoderOptions
+
+    seen = []
+    init = L.llama_init_from_model
+    monkeypatch.setattr(L, "llama_supports_gpu_offload", lambda: True)  # as a CUDA/Metal build says
+    monkeypatch.setattr(L, "llama_init_from_model", lambda model, cp: seen.append(
+        (cp.flash_attn_type, cp.n_batch)) or init(model, cp))
+    d = Decoder(demo.DECODER, DecoderOptions(n_ctx=512, n_gpu_layers=n_gpu_layers, kv_f32=False))
+    d.close()
+    assert seen == [(getattr(L, f"LLAMA_FLASH_ATTN_TYPE_{flash}"), n_batch)]
