@@ -205,7 +205,7 @@ def languages():
 def cli_main() -> None:
     """The `asrgguf` command: click's main, and no final garbage collection when the process ends.
 
-    The interpreter's last collection walks every object torch made: 0.2-0.25 s of each run's exit
+    The interpreter's last collection walks every object torch made: about 0.2 s of each run's exit
     on 2 cores (docs/benchmarks.md). Frozen objects are skipped; the OS frees the memory anyway."""
     try:
         main()
