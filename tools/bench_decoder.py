@@ -6,6 +6,7 @@ compared, so that a slow spell of the machine hits both. For llama.cpp knobs mea
     python tools/bench_decoder.py Qwen3-ASR-0.6B-q8_0.gguf --repack on,off --rounds 2
     python tools/bench_decoder.py Qwen3-ASR-0.6B-q8_0.gguf --n-batch 128,256,512
     python tools/bench_decoder.py Qwen3-ASR-0.6B-q8_0.gguf --kv f16,f32 --steps 200
+    python tools/bench_decoder.py Qwen3-ASR-0.6B-q8_0.gguf --flash off,on --positions 15600
 """
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ import numpy as np
 from asrgguf.decoder import Decoder, DecoderOptions
 
 
-def run_once(path: str, repack: bool, n_batch: int, kv: str, positions: int, steps: int, threads: int) -> dict:
+def run_once(path: str, repack: bool, n_batch: int, kv: str, flash: bool, positions: int, steps: int,
+             threads: int) -> dict:
     t0 = time.perf_counter()
     d = Decoder(path, DecoderOptions(n_ctx=positions + steps + 8, n_threads=threads, n_batch=n_batch,
-                                     repack=repack, kv_f32=kv == "f32"))
+                                     repack=repack, kv_f32=kv == "f32", flash_attn=flash))
     load = time.perf_counter() - t0
     try:
         emb = (np.random.default_rng(0).standard_normal((positions, d.n_embd)) * 0.02).astype(np.float32)
@@ -43,6 +45,7 @@ def main() -> None:
     ap.add_argument("--repack", default="on", help="comma list of on/off (llama.cpp's repacked weights)")
     ap.add_argument("--n-batch", default="256", help="comma list of prefill batch sizes")
     ap.add_argument("--kv", default="f16", help="comma list of KV cache types: f16, f32")
+    ap.add_argument("--flash", default="off", help="comma list of on/off (llama.cpp's flash attention)")
     ap.add_argument("--positions", type=int, default=795, help="prefill length (60 s of audio + prompt: 795)")
     ap.add_argument("--steps", type=int, default=50, help="decode steps")
     ap.add_argument("--threads", type=int, default=2)
@@ -51,12 +54,14 @@ def main() -> None:
     repacks = [{"on": True, "off": False}[v] for v in a.repack.split(",")]
     batches = [int(v) for v in a.n_batch.split(",")]
     kvs = a.kv.split(",")
-    print("| repack | n_batch | KV | load (s) | prefill (s) | decode tok/s |\n|---|---:|---|---:|---:|---:|")
+    flashes = [{"on": True, "off": False}[v] for v in a.flash.split(",")]
+    print("| repack | n_batch | KV | flash attention | load (s) | prefill (s) | decode tok/s |\n"
+          "|---|---:|---|---|---:|---:|---:|")
     for _ in range(a.rounds):
-        for rp, nb, kv in itertools.product(repacks, batches, kvs):
-            r = run_once(a.gguf, rp, nb, kv, a.positions, a.steps, a.threads)
-            print(f"| {'on' if rp else 'off'} | {nb} | {kv} | {r['load']:.2f} | {r['prefill']:.2f} | "
-                  f"{r['decode_tok_s']:.1f} |", flush=True)
+        for rp, nb, kv, fa in itertools.product(repacks, batches, kvs, flashes):
+            r = run_once(a.gguf, rp, nb, kv, fa, a.positions, a.steps, a.threads)
+            print(f"| {'on' if rp else 'off'} | {nb} | {kv} | {'on' if fa else 'off'} | {r['load']:.2f} | "
+                  f"{r['prefill']:.2f} | {r['decode_tok_s']:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
