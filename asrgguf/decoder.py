@@ -89,7 +89,7 @@ class _Batch:
 class DecoderOptions:
     n_ctx: int = 512          # grown per request (ensure_ctx): the KV cache is allocated and touched whole
     n_batch: int | None = None  # prefill batch (= ubatch). None: 256 on CPU (4-7 % faster than 512 on 2 AVX2
-                                # cores, docs/benchmarks.md), 512 with a GPU backend (not measured there)
+                                # cores, docs/benchmarks.md), 512 when the layers are on a GPU (not measured there)
     n_threads: int | None = None
     n_gpu_layers: int | None = None   # None: all when a GPU backend is built in
     flash_attn: bool | None = None    # None: auto when the layers are on a GPU, else off (faster decode on CPU)

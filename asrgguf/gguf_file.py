@@ -133,14 +133,13 @@ def tensor_to_torch(t, dtype=None):
     Q = gguf.GGMLQuantizationType
     dtype = dtype or torch.float32
     shape = tuple(int(x) for x in reversed(t.shape))
-    if t.tensor_type in (Q.F32, Q.F16):
-        with warnings.catch_warnings():  # read-only memmap: we copy right away
-            warnings.simplefilter("ignore", UserWarning)
-            src = torch.from_numpy(np.asarray(t.data))
-        return src.reshape(shape).to(dtype, copy=True)
-    if t.tensor_type == Q.Q8_0:  # in torch (both cores): a block is an f16 scale and 32 int8 values
-        blocks = np.asarray(t.data).reshape(-1, 34)
-        scale = torch.from_numpy(np.ascontiguousarray(blocks[:, :2]).view(np.float16)).to(torch.float32)
-        values = torch.from_numpy(np.ascontiguousarray(blocks[:, 2:]).view(np.int8)).to(torch.float32)
-        return values.mul_(scale).reshape(shape).to(dtype)
+    with warnings.catch_warnings():  # read-only memmap: every branch copies right away
+        warnings.simplefilter("ignore", UserWarning)
+        if t.tensor_type in (Q.F32, Q.F16):
+            return torch.from_numpy(np.asarray(t.data)).reshape(shape).to(dtype, copy=True)
+        if t.tensor_type == Q.Q8_0:  # in torch (both cores): a block is an f16 scale and its int8 values
+            blocks = np.asarray(t.data).reshape(-1, gguf.GGML_QUANT_SIZES[Q.Q8_0][1])
+            scale = torch.from_numpy(np.ascontiguousarray(blocks[:, :2]).view(np.float16)).to(torch.float32)
+            values = torch.from_numpy(blocks[:, 2:].view(np.int8)).to(torch.float32)
+            return values.mul_(scale).reshape(shape).to(dtype)
     return torch.from_numpy(gguf.quants.dequantize(t.data, t.tensor_type).astype(np.float32)).reshape(shape).to(dtype)

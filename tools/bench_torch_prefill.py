@@ -5,7 +5,8 @@ Decoder, as `asrgguf run` does it) against the same layers run in torch: each la
 dequantized to float32 when it is reached, then RMSNorm, q/k/v with q/k norms, RoPE, causal GQA
 attention (torch's scaled_dot_product_attention) and the SwiGLU MLP. Random inputs: this measures
 cost only; the torch values are not checked against llama.cpp's and nothing writes them into
-llama.cpp's KV cache (docs/benchmarks.md says why the change was not built).
+llama.cpp's KV cache (docs/benchmarks.md says why the change was not built). Needs torch 2.5 or later
+(`enable_gqa`).
 
     python tools/bench_torch_prefill.py Qwen3-ASR-0.6B-q8_0.gguf --positions 795 --rounds 2
 """
