@@ -257,7 +257,7 @@ def load_from_gguf(path: str | Path, device="cpu", dtype=torch.float32) -> Audio
             continue
         narrow = (keep_f16 and t.tensor_type == gguf.GGMLQuantizationType.F16 and len(t.shape) == 2
                   and not key.startswith("conv2d"))
-        x = tensor_to_torch(t, torch.float16 if narrow else dtype)
+        x = tensor_to_torch(t, torch.float16 if narrow else dtype, copy=not narrow)  # narrow: used from the file map
         state[key] = x.reshape(-1) if key.startswith("conv2d") and key.endswith(".bias") else x
     return _finish(enc, state, device, dtype, str(path))
 

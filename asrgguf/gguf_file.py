@@ -23,7 +23,7 @@ def open_gguf(path: str | Path, what: str):
     if magic != b"GGUF":
         raise AsrggufError(f"{p}: not a GGUF file")
     try:
-        reader = gguf.GGUFReader(str(p))
+        reader = gguf.GGUFReader(str(p), "c")  # copy-on-write map: tensors may be used in place, never written back
     except Exception as e:
         raise AsrggufError(f"{p}: corrupt or truncated GGUF file ({type(e).__name__})") from None
     size = os.path.getsize(p)
@@ -123,8 +123,11 @@ def read_kv(path: str | Path, keys: set[str]) -> dict:
     return out
 
 
-def tensor_to_torch(t, dtype=None):
-    """A reader tensor as a torch tensor (row-major), converted with torch (fast f16 -> f32)."""
+def tensor_to_torch(t, dtype=None, copy: bool = True):
+    """A reader tensor as a torch tensor (row-major), converted with torch (fast f16 -> f32).
+
+    copy=False: an f32/f16 tensor already of `dtype` stays in the reader's file mapping (no copy; the
+    mapping lives as long as the tensor)."""
     import warnings
 
     import gguf
@@ -133,10 +136,10 @@ def tensor_to_torch(t, dtype=None):
     Q = gguf.GGMLQuantizationType
     dtype = dtype or torch.float32
     shape = tuple(int(x) for x in reversed(t.shape))
-    with warnings.catch_warnings():  # read-only memmap: every branch copies right away
+    with warnings.catch_warnings():  # a read-only map (a reader not from open_gguf) warns; nothing writes it
         warnings.simplefilter("ignore", UserWarning)
         if t.tensor_type in (Q.F32, Q.F16):
-            return torch.from_numpy(np.asarray(t.data)).reshape(shape).to(dtype, copy=True)
+            return torch.from_numpy(np.asarray(t.data)).reshape(shape).to(dtype, copy=copy)
         if t.tensor_type == Q.Q8_0:  # in torch (both cores): a block is an f16 scale and its int8 values
             blocks = np.asarray(t.data).reshape(-1, gguf.GGML_QUANT_SIZES[Q.Q8_0][1])
             scale = torch.from_numpy(np.ascontiguousarray(blocks[:, :2]).view(np.float16)).to(torch.float32)
