@@ -36,7 +36,7 @@ def run_once(path: str, repack: bool, n_batch: int, kv: str, flash: bool, positi
         decode = time.perf_counter() - t0
     finally:
         d.close()
-    return {"load": load, "prefill": prefill, "decode_tok_s": steps / decode}
+    return {"load": load, "prefill": prefill, "decode_tok_s": steps / decode if steps else None}
 
 
 def main() -> None:

@@ -19,18 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from asrgguf.decoder import Decoder, DecoderOptions
 from asrgguf.gguf_file import field, open_gguf, tensor_to_torch
-
-
-def llama_prefill(path: str, emb: np.ndarray, threads: int) -> float:
-    d = Decoder(path, DecoderOptions(n_ctx=len(emb) + 8, n_threads=threads))
-    try:
-        t0 = time.perf_counter()
-        d.eval_embeddings(emb, 0, logits_last=True)
-        return time.perf_counter() - t0
-    finally:
-        d.close()
+from bench_decoder import run_once  # tools/: the llama.cpp side, as bench_decoder measures it
 
 
 def torch_prefill(reader, emb: np.ndarray) -> dict:
@@ -86,7 +76,7 @@ def main() -> None:
     print("| round | llama.cpp prefill (s) | torch prefill (s) | of it: q8_0 → f32 (s) | of it: attention (s) |")
     print("|---:|---:|---:|---:|---:|")
     for r in range(a.rounds):
-        ll = llama_prefill(a.gguf, emb, a.threads)
+        ll = run_once(a.gguf, True, 256, "f16", False, a.positions, 0, a.threads)["prefill"]  # asrgguf's CPU defaults
         tp = torch_prefill(reader, emb)
         print(f"| {r + 1} | {ll:.2f} | {tp['total']:.2f} | {tp['dequant']:.2f} | {tp['attention']:.2f} |", flush=True)
 
