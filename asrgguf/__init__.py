@@ -2,11 +2,11 @@
 from .errors import AsrggufError
 
 __version__ = "0.1.0"
-__all__ = ["Transcriber", "Result", "AsrggufError", "__version__"]
+__all__ = ["Transcriber", "Transcription", "Segment", "Word", "AsrggufError", "__version__"]
 
 
 def __getattr__(name):  # lazy: `import asrgguf.audio` must not pull in torch and llama.cpp
-    if name in ("Transcriber", "Result"):
+    if name in ("Transcriber", "Transcription", "Segment", "Word"):
         from . import transcribe
 
         return getattr(transcribe, name)

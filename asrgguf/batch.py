@@ -77,6 +77,58 @@ def assign_outputs(items: list[Item], out_dir: Path, ext: str) -> dict[int, Path
     return outs
 
 
+def check_output_dir(path: Path) -> None:
+    """--output-dir must be (or become) a writable directory: checked before any model loads."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise AsrggufError(f"{path}: output directory is a file") from None
+    except OSError as e:
+        raise AsrggufError(f"{path}: cannot create output directory ({e.strerror})") from None
+    if not path.is_dir():
+        raise AsrggufError(f"{path}: output directory is a file")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise AsrggufError(f"{path}: output directory is not writable")
+
+
+def check_writable(path: Path) -> None:
+    """An output file's directory must exist and be writable, and the file itself no directory."""
+    if path.is_dir():
+        raise AsrggufError(f"{path}: is a directory, not a file")
+    parent = path.parent
+    if not parent.is_dir():
+        raise AsrggufError(f"{path}: no such directory {str(parent)!r}")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise AsrggufError(f"{path}: cannot write (permission denied)")
+
+
+def render(result, fmt: str) -> str:
+    from .formats import render as _render
+
+    return _render(result, fmt)
+
+
+def write_output(path: Path, text: str) -> None:
+    """One input's output: stale temp files of a killed run removed, then written atomically."""
+    clean_stale(path)
+    write_atomic(path, text)
+
+
+class Stdout:
+    """Standard output that ends the run with one line when the reader goes away (`... | head`)."""
+
+    def write(self, text: str) -> None:
+        try:
+            sys.stdout.write(text)
+            sys.stdout.flush()
+        except BrokenPipeError:
+            # nothing more can be printed; point stdout at /dev/null so the exit's flush is quiet too
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            raise AsrggufError("standard output was closed; stopped") from None
+
+
 def temp_glob(path: Path) -> str:
     return str(path.parent / f".{glob.escape(path.name)}.*.part")
 

@@ -73,24 +73,30 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
               help="Let looping generations run to --max-new-tokens and keep repeated text as generated.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("--progress", is_flag=True, help="Progress bar even when stderr is not a terminal.")
-@click.option("--bench-tokens", type=click.IntRange(1), default=None,
+@click.option("--bench-tokens", type=click.IntRange(1), default=None, hidden=True,
               help="Benchmarks only: generate exactly N tokens, ignoring end-of-turn (for random weights).")
 def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
         threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
         progress, bench_tokens):
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
     from . import batch
-    from .languages import normalize_language
+    from .audio import probe
     from .decoder import Decoder
-    from .longform import SAMPLE_RATE, probe, transcribe_long
-    from .subtitles import render
-    from .transcribe import Transcriber
+    from .languages import normalize_language
+    from .transcribe import Options, Transcriber
 
     if bool(gguf_path) == bool(model_dir):
         raise AsrggufError("give either --gguf DECODER.gguf or --model HF_DIR")
     if mmproj and not gguf_path:
         raise AsrggufError("--mmproj goes with --gguf")
-    normalize_language(language)  # fail before loading anything
+    opts = dict(language=normalize_language(language), context=context, max_new_tokens=max_new_tokens,
+                piece_seconds=piece_seconds, parallel=parallel, repetition_guard=not no_repetition_guard,
+                bench_tokens=bench_tokens)
+    Options.make(**opts)  # fail before loading anything
+    if out_text:
+        batch.check_writable(Path(out_text))
+    if output_dir:
+        batch.check_output_dir(Path(output_dir))
     summary = batch.Summary()
     prog = batch.Progress(False)
 
@@ -130,6 +136,7 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
     total = sum((getattr(info, "duration", None) or 0.0) for info in infos.values())
     prog = batch.Progress(batch.progress_wanted(quiet, progress or None), total or None)
     texts = []
+    out = batch.Stdout()
     try:
         for i in todo:
             if i not in infos:
@@ -137,15 +144,10 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
             it = items[i]
             prog.set_desc(Path(it.source).name)
             try:
-                res = transcribe_long(tr, it.source, language=language, context=context,
-                                      max_new_tokens=max_new_tokens, piece_seconds=piece_seconds,
-                                      repetition_guard=not no_repetition_guard, bench_tokens=bench_tokens,
-                                      info=infos[i], parallel=parallel,
-                                      on_piece=lambda p, s: prog.update(p.length / SAMPLE_RATE))
-                doc = render(res, fmt)
+                res = tr.transcribe(it.source, on_segment=lambda s: prog.update(s.end - s.start), **opts)
+                doc = batch.render(res, fmt)
                 if output_dir:
-                    batch.clean_stale(outs[i])
-                    batch.write_atomic(outs[i], doc)
+                    batch.write_output(outs[i], doc)
             except AsrggufError as e:
                 report(str(e))
                 summary.failed += 1
@@ -157,15 +159,12 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
             summary.done += 1
             summary.audio_seconds += res.duration
             texts.append(res.text)
+            if out_text:  # as each input finishes: an interrupted batch keeps what it did
+                batch.write_atomic(Path(out_text), "\n".join(texts) + "\n")
             if not output_dir:
-                if fmt == "txt":
-                    click.echo(res.text)
-                else:
-                    click.echo(doc, nl=False)
+                out.write(res.text + "\n" if fmt == "txt" else doc)
     finally:
         prog.close()
-    if out_text and texts:
-        batch.write_atomic(Path(out_text), "\n".join(texts) + "\n")
     if output_dir and not quiet:
         click.echo(summary.line(), err=True)
     if summary.failed:

@@ -3,8 +3,13 @@
 Raw output is `language {Name}<asr_text>{text}`; `language None` means no speech. With a forced
 language the prompt already ends in `<asr_text>` and the whole output is text. Long runs of a
 repeated character or pattern are collapsed first (the official `detect_and_fix_repetitions`).
+The texts of a recording's pieces are joined as the official package joins them (with a space
+between two pieces of space-delimited script, where the official "" glues English words together).
 """
 from __future__ import annotations
+
+import re
+from typing import Iterable
 
 ASR_TEXT_TAG = "<asr_text>"
 LANG_PREFIX = "language "
@@ -76,3 +81,58 @@ def parse_asr_output(raw: str | None, forced_language: str | None = None,
                 lang = val[:1].upper() + val[1:].lower()
             break
     return lang, text.strip()
+
+
+# --------------------------------------------------------------------------- pieces' texts
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\u0e00-\u0e7f"
+                  r"\u3000-\u303f\uff00-\uffef]")
+
+
+def join_texts(texts: Iterable[str]) -> str:
+    """Pieces' texts joined: "" as the official package where a side is CJK/Thai or whitespace, else " "."""
+    out = ""
+    for t in texts:
+        if not t:
+            continue
+        if out and not out[-1].isspace() and not t[0].isspace() and not _CJK.match(out[-1]) \
+                and not _CJK.match(t[0]):
+            out += " "
+        out += t
+    return out
+
+
+def merge_languages(langs: Iterable[str]) -> str:
+    """The official merge_languages: order kept, consecutive duplicates and empties dropped."""
+    out: list[str] = []
+    prev = None
+    for x in langs:
+        x = (x or "").strip()
+        if not x or x == prev:
+            continue
+        out.append(x)
+        prev = x
+    return ",".join(out)
+
+
+_SENT_END = re.compile(r"(?<=[.!?;。！？；])[\"'”’)\]]*\s+|(?<=[。！？；])")
+
+
+def split_sentences(text: str) -> list[str]:
+    parts = [p.strip() for p in _SENT_END.split(text)]
+    return [p for p in parts if p]
+
+
+def sentence_times(text: str, start: float, end: float) -> list[dict]:
+    """Sentences of a piece with times interpolated by character count (approximate inside a piece)."""
+    sents = split_sentences(text)
+    if not sents:
+        return []
+    weights = [max(1, len(re.sub(r"\s", "", s))) for s in sents]
+    total = float(sum(weights))
+    out, acc = [], 0
+    for s, w in zip(sents, weights):
+        a = start + (end - start) * acc / total
+        acc += w
+        b = end if acc == total else start + (end - start) * acc / total
+        out.append({"start": round(a, 3), "end": round(b, 3), "text": s})
+    return out

@@ -1,23 +1,31 @@
-"""`Transcriber`: audio -> log-mel -> PyTorch encoder -> prompt + embeddings -> llama.cpp -> text."""
+"""`Transcriber`, the one engine: audio of any length -> pieces -> log-mel -> PyTorch encoder ->
+prompt + embeddings -> llama.cpp -> text, as segments.
+
+Every consumer (the command line, batches, the server, the cluster job) calls this class; the
+stages live in their own modules (audio, pieces, features, encoder, prompt, decoder, generate,
+output) and data flows one way through them.
+"""
 from __future__ import annotations
 
 import contextlib
 import glob
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
 from . import audio as audio_mod
 from .decoder import Decoder, DecoderOptions
 from .errors import AsrggufError
+from .generate import Batcher, Job
 from .languages import normalize_language
-from .output import parse_asr_output
+from .output import join_texts, merge_languages, parse_asr_output, sentence_times
+from .pieces import DEFAULT_PIECE_SECONDS, Piece, iter_pieces, max_piece_samples
 from .prompt import build_prompt
 
 if TYPE_CHECKING:  # torch is imported while llama.cpp loads the decoder (see from_gguf)
@@ -26,19 +34,105 @@ if TYPE_CHECKING:  # torch is imported while llama.cpp loads the decoder (see fr
     from .encoder import AudioEncoder
 
 DEFAULT_MAX_NEW_TOKENS = 512  # the official wrapper's default
+TIMESTAMPS = ("segment", "word")
 
 
 @dataclass
-class Result:
-    language: str
+class Word:
     text: str
-    raw: str
-    token_ids: list[int]
-    timings: dict = field(default_factory=dict)
-    model: dict = field(default_factory=dict)
+    start: float
+    end: float
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"text": self.text, "start": round(self.start, 3), "end": round(self.end, 3)}
+
+
+@dataclass
+class Segment:
+    """One piece of the recording and its transcript. start/end are exact (the samples where the audio
+    was cut); `sentences` inside it have times interpolated by character count unless `words` are given."""
+    id: int
+    start: float
+    end: float
+    text: str
+    language: str
+    raw: str
+    token_ids: list[int]
+    repetition_stopped: bool = False
+    sentences: list[dict] = field(default_factory=list)
+    words: list[Word] | None = None
+
+    def to_dict(self) -> dict:
+        d = {"id": self.id, "start": round(self.start, 3), "end": round(self.end, 3), "text": self.text,
+             "language": self.language, "repetition_stopped": self.repetition_stopped, "raw": self.raw,
+             "token_ids": self.token_ids, "sentences": self.sentences}
+        if self.words is not None:
+            d["words"] = [w.to_dict() for w in self.words]
+        return d
+
+
+@dataclass
+class Transcription:
+    """The result of `Transcriber.transcribe`: the whole text and its segments, whatever the length."""
+    audio: str
+    language: str
+    text: str
+    segments: list[Segment]
+    duration: float
+    timings: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    timing: str = "interpolated"   # how fine times inside a segment are: "interpolated" or "word"
+
+    @property
+    def token_ids(self) -> list[int]:
+        return [t for s in self.segments for t in s.token_ids]
+
+    @property
+    def raw(self) -> str:
+        return "\n".join(s.raw for s in self.segments)
+
+    @property
+    def repetitions_stopped(self) -> int:
+        return sum(s.repetition_stopped for s in self.segments)
+
+    def to_dict(self) -> dict:
+        return {"audio": self.audio, "language": self.language, "text": self.text, "duration": round(self.duration, 3),
+                "timing": self.timing, "raw": self.raw, "token_ids": self.token_ids,
+                "segments": [s.to_dict() for s in self.segments], "repetitions_stopped": self.repetitions_stopped,
+                "timings": self.timings, "model": self.model}
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to transcribe: every keyword `Transcriber.transcribe` takes, checked once."""
+    language: str | None = None          # None: detected; else a canonical name (normalize_language)
+    context: str = ""                    # text for the system prompt (names, terms)
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS    # per piece
+    piece_seconds: float = DEFAULT_PIECE_SECONDS    # cut long audio near every this many seconds
+    parallel: int = 1                    # pieces decoded at once as parallel sequences
+    repetition_guard: bool = True        # stop looping generations; collapse repeats in the text
+    timestamps: str = "segment"          # "segment" (interpolated inside a piece) or "word" (the aligner)
+    bench_tokens: int | None = None      # benchmarks only: exactly N tokens a piece, end-of-turn ignored
+
+    @classmethod
+    def make(cls, **kw) -> "Options":
+        bad = set(kw) - set(cls.__dataclass_fields__)
+        if bad:
+            raise TypeError(f"unknown transcribe option {sorted(bad)[0]!r}")
+        kw = {k: v for k, v in kw.items() if v is not None or k in ("language", "bench_tokens")}
+        o = cls(**kw)
+        lang = normalize_language(o.language)
+        if not (isinstance(o.max_new_tokens, int) and o.max_new_tokens >= 1):
+            raise AsrggufError(f"max_new_tokens must be a positive integer (got {o.max_new_tokens!r})")
+        if not (isinstance(o.piece_seconds, (int, float)) and 10 <= o.piece_seconds <= 1200):
+            raise AsrggufError(f"piece_seconds must be between 10 and 1200 (got {o.piece_seconds!r})")
+        if not (isinstance(o.parallel, int) and 1 <= o.parallel <= 64):
+            raise AsrggufError(f"parallel must be between 1 and 64 (got {o.parallel!r})")
+        if o.timestamps not in TIMESTAMPS:
+            raise AsrggufError(f"unknown timestamps {o.timestamps!r} (segment, word)")
+        if o.bench_tokens is not None and not (isinstance(o.bench_tokens, int) and o.bench_tokens >= 1):
+            raise AsrggufError(f"bench_tokens must be a positive integer (got {o.bench_tokens!r})")
+        return cls(**{**o.__dict__, "language": lang, "context": o.context or "", "piece_seconds": float(o.piece_seconds)})
 
 
 def pick_device(device: str = "auto") -> "torch.device":
@@ -128,6 +222,7 @@ class Transcriber:
                                f"the decoder's {decoder.n_embd} ({model_info.get('decoder')}): not a matching pair")
         self.stop_ids = {decoder.im_end, decoder.endoftext}
         self._audio_pad = decoder.token_id("<|audio_pad|>")
+        self.aligner = None   # an Aligner, for timestamps="word"
 
     @classmethod
     def from_gguf(cls, decoder: str | Path, mmproj: str | Path | None = None, device: str = "auto",
@@ -197,127 +292,180 @@ class Transcriber:
             stamp.write_text(src_id)
         return cls.from_gguf(dec, mm, **kw)
 
-    # --- stages
+    # --- the stages, one piece at a time (the server's scheduler calls these too)
     def encode(self, wav: np.ndarray) -> tuple[np.ndarray, dict]:
+        """16 kHz samples -> audio embeddings (n, n_embd) for the decoder, with the stages' timings."""
         import torch
 
         from .encoder import output_length
 
         t0 = time.perf_counter()
         feats = self.features(wav)
-        if self.encoder.device.type != "cpu":
-            torch.cuda.synchronize() if self.encoder.device.type == "cuda" else None
+        if self.encoder.device.type == "cuda":
+            torch.cuda.synchronize()
         t1 = time.perf_counter()
         emb = self.encoder(feats).float().cpu().numpy()
         t2 = time.perf_counter()
         assert emb.shape[0] == output_length(feats.shape[1], self.encoder.params.chunk_frames)
         return emb, {"features": t1 - t0, "encoder": t2 - t1}
 
-    def generate(self, emb: np.ndarray, language: str | None, context: str, max_new_tokens: int,
-                 bench_tokens: int | None = None, loop_guard: bool = True) -> tuple[list[int], dict]:
-        """Greedy ids after the prompt. loop_guard stops a generation stuck repeating an n-gram."""
-        ids, timings = self.generate_many([emb], language, context, max_new_tokens, bench_tokens, loop_guard)
-        timings["loop_stopped"] = timings.pop("loops_stopped")[0]
-        return ids[0], timings
+    def open_pieces(self, audio, piece_seconds: float = DEFAULT_PIECE_SECONDS,
+                    on_read: Callable[[float], None] | None = None) -> tuple[str, float | None, Iterator[Piece]]:
+        """(name, duration from the header or None, lazy pieces) of any audio source.
 
-    def generate_many(self, embs: list[np.ndarray], language: str | None, context: str, max_new_tokens: int,
-                      bench_tokens: int | None = None, loop_guard: bool = True) -> tuple[list[list[int]], dict]:
-        """Greedy ids for several audio pieces at once, each in its own llama.cpp sequence.
-
-        Each prompt is prefilled into its sequence; then every unfinished sequence advances one token
-        per `llama_decode` call (one batch row each), so the decoder weights are read once per step
-        for all of them. The ids of each sequence are those `generate` gives for it alone (up to the
-        arithmetic of a batched matrix product).
-        """
-        dec = self.decoder
-        prompts = [build_prompt(dec.tokenize, len(e), context, language) for e in embs]
-        limit = bench_tokens if bench_tokens else max_new_tokens
-        dec.ensure_ctx(max(len(p) for p in prompts) + limit, len(embs))
-        dec.clear()
-        t0 = time.perf_counter()
-        nxt, pos = [], []
-        for s, (prompt, emb) in enumerate(zip(prompts, embs)):
-            q = dec.eval_tokens(prompt.prefix, 0, seq=s)
-            q = dec.eval_embeddings(emb, q, seq=s, logits_last=not prompt.suffix)
-            if prompt.suffix:
-                q = dec.eval_tokens(prompt.suffix, q, seq=s, logits_last=True)
-            nxt.append(int(np.argmax(dec.logits(-1))))
-            pos.append(q)
-        t1 = time.perf_counter()
-        ids: list[list[int]] = [[] for _ in embs]
-        looped = [False] * len(embs)
-        active = list(range(len(embs)))
-        while active:
-            going = []
-            for s in active:
-                tok = nxt[s]
-                if not bench_tokens and tok in self.stop_ids:
-                    continue
-                ids[s].append(tok)
-                if len(ids[s]) >= limit:
-                    continue
-                if loop_guard and not bench_tokens and is_looping(ids[s]):
-                    looped[s] = True
-                    continue
-                going.append(s)
-            active = going
-            if not active:
-                break
-            dec.step([nxt[s] for s in active], [pos[s] for s in active], active)
-            for row, s in enumerate(active):
-                pos[s] += 1
-                nxt[s] = int(np.argmax(dec.logits(row)))
-        t2 = time.perf_counter()
-        n_dec = sum(max(0, len(x) - 1) for x in ids)
-        return ids, {"prefill": t1 - t0, "decode": t2 - t1, "prompt_tokens": sum(len(p) for p in prompts),
-                     "loops_stopped": looped, "generated_tokens": sum(len(x) for x in ids),
-                     "decode_tokens_per_s": (n_dec / (t2 - t1)) if t2 > t1 and n_dec else 0.0}
-
-    def transcribe(self, audio, language: str | None = None, context: str = "",
-                   max_new_tokens: int | None = None, bench_tokens: int | None = None,
-                   loop_guard: bool = True) -> Result:
-        """audio: a file path, a 16 kHz mono float32 array, or (array, sample_rate)."""
-        lang = normalize_language(language)
-        t0 = time.perf_counter()
-        if isinstance(audio, (str, os.PathLike)):
-            wav = audio_mod.load(audio)
-        elif isinstance(audio, tuple):
-            wav = audio_mod.prepare(np.asarray(audio[0]), int(audio[1]))
+        Sources: a file path, bytes, a binary file object, a 16 kHz mono float array, or
+        (array, sample_rate) with channels on either axis. Files are read block by block."""
+        if isinstance(audio, tuple):
+            if len(audio) != 2:
+                raise AsrggufError("audio tuple must be (array, sample_rate)")
+            wav = audio_mod.prepare(audio[0], audio[1])
+            name, duration, blocks = "<array>", wav.size / audio_mod.SAMPLE_RATE, iter([wav])
+        elif isinstance(audio, np.ndarray) or (isinstance(audio, list) and audio and not isinstance(audio[0], str)):
+            wav = audio_mod.prepare(audio, audio_mod.SAMPLE_RATE)
+            name, duration, blocks = "<array>", wav.size / audio_mod.SAMPLE_RATE, iter([wav])
         else:
-            wav = audio_mod.prepare(np.asarray(audio), audio_mod.SAMPLE_RATE)
-        t_audio = time.perf_counter() - t0
-        if wav.size <= self.encoder.params.n_fft // 2:
-            raise AsrggufError(f"{audio if isinstance(audio, (str, os.PathLike)) else 'audio'}: "
-                               f"audio is too short ({wav.size} samples at 16 kHz)")
-        emb, t_enc = self.encode(wav)
-        ids, t_dec = self.generate(emb, lang, context, max_new_tokens or self.max_new_tokens, bench_tokens,
-                                   loop_guard)
-        raw = self.decoder.detokenize(ids)
-        out_lang, text = parse_asr_output(raw, lang)
-        timings = {"load": self.load_s, "audio": t_audio, **t_enc, **t_dec, "audio_seconds": wav.size / 16000}
-        return Result(language=out_lang, text=text, raw=raw, token_ids=ids, timings=timings,
-                      model=dict(self.model_info))
+            info = audio_mod.probe(audio)
+            name, duration = info.name, info.duration
+            blocks = audio_mod.stream_16k(audio, info, on_read=on_read)
+        n_min = self.encoder.params.n_fft // 2
 
-    def close(self):
+        def checked() -> Iterator[Piece]:
+            for piece in iter_pieces(blocks, piece_seconds):
+                if piece.wav.size <= n_min:
+                    raise AsrggufError(f"{name}: audio is too short ({piece.wav.size} samples at 16 kHz; "
+                                       f"at least {n_min + 1} are needed)")
+                yield piece
+        return name, duration, checked()
+
+    def positions_needed(self, opts: Options, n_samples: int | None = None) -> int:
+        """Context positions a piece of n_samples (default: the longest piece) can need."""
+        from .encoder import output_length
+
+        n = max_piece_samples(opts.piece_seconds) if n_samples is None else n_samples
+        n_audio = output_length(n // self.encoder.params.hop_length, self.encoder.params.chunk_frames)
+        return len(build_prompt(self.decoder.tokenize, n_audio, opts.context, opts.language)) + \
+            (opts.bench_tokens or opts.max_new_tokens)
+
+    def make_job(self, piece: Piece, opts: Options, timings: dict | None = None, tag=None) -> Job:
+        """Encode a piece and wrap it with its prompt as a `Job` for a `Batcher`."""
+        emb, t = self.encode(piece.wav)
+        if timings is not None:
+            for k, v in t.items():
+                timings[k] = timings.get(k, 0.0) + v
+        prompt = build_prompt(self.decoder.tokenize, len(emb), opts.context, opts.language)
+        return Job(prompt, emb, opts.bench_tokens or opts.max_new_tokens, opts.repetition_guard,
+                   exact_tokens=bool(opts.bench_tokens), tag=piece if tag is None else tag)
+
+    def batcher(self, opts: Options, n_seq: int | None = None) -> Batcher:
+        return Batcher(self.decoder, self.stop_ids, n_seq or opts.parallel, self.positions_needed(opts))
+
+    def segment(self, job: Job, piece: Piece, opts: Options) -> Segment:
+        """A finished job's text, language and times."""
+        raw = self.decoder.detokenize(job.ids)
+        lang, text = parse_asr_output(raw, opts.language, fix_repeats=opts.repetition_guard)
+        seg = Segment(piece.index, piece.start_s, piece.end_s, text, lang, raw, list(job.ids), job.repetition_stopped)
+        seg.sentences = sentence_times(text, seg.start, seg.end)
+        if opts.timestamps == "word":
+            seg.words = self.aligner.words(piece, seg)
+        return seg
+
+    # --- the public engine
+    def iter_segments(self, audio, language: str | None = None, context: str = "", *,
+                      timings: dict | None = None, **options) -> Iterator[Segment]:
+        """Segments of any audio as they are decoded (lazily), in order; see `transcribe` for the options.
+
+        The source is opened (and bad input reported) before this returns. `timings` (a dict), when
+        given, is filled with the run's stage times and counts as it goes."""
+        return self._start(audio, language, context, timings, options)[1]
+
+    def _start(self, audio, language, context, timings, options) -> tuple[str, Iterator[Segment], Options]:
+        if options.get("max_new_tokens") is None:
+            options["max_new_tokens"] = self.max_new_tokens
+        opts = Options.make(language=language, context=context, **options)
+        if opts.timestamps == "word" and self.aligner is None:
+            raise AsrggufError("word timestamps need an aligner (--aligner, or an Aligner given to the Transcriber)")
+        t = timings if timings is not None else {}
+        t.update({"load": self.load_s, "audio": 0.0, "features": 0.0, "encoder": 0.0, "prefill": 0.0, "decode": 0.0,
+                  "prompt_tokens": 0, "generated_tokens": 0, "decode_tokens_per_s": 0.0, "audio_seconds": 0.0,
+                  "pieces": 0, "piece_seconds": opts.piece_seconds})
+        t0 = time.perf_counter()
+
+        def on_read(s: float) -> None:
+            t["audio"] += s
+        name, _, pieces = self.open_pieces(audio, opts.piece_seconds, on_read)
+        return name, self._run(pieces, opts, t, t0), opts
+
+    def _run(self, pieces: Iterator[Piece], opts: Options, t: dict, t0: float) -> Iterator[Segment]:
+        batch = self.batcher(opts)
+        done: dict[int, Segment] = {}
+        next_id = 0
+        more = True
+        n_dec = 0
+        try:
+            while True:
+                while more and batch.free:
+                    piece = next(pieces, None)
+                    if piece is None:
+                        more = False
+                        break
+                    job = self.make_job(piece, opts, t)
+                    if opts.timestamps != "word":
+                        piece.wav = None  # only the embeddings wait for the decode
+                    batch.add(job)
+                    t["prompt_tokens"] += len(job.prompt)
+                    t["audio_seconds"] = (piece.start + piece.length) / audio_mod.SAMPLE_RATE
+                if not batch.active:
+                    break
+                for job in batch.step():
+                    done[job.tag.index] = self.segment(job, job.tag, opts)
+                    t["generated_tokens"] += len(job.ids)
+                    n_dec += max(0, len(job.ids) - 1)
+                t["prefill"], t["decode"] = batch.prefill_s, batch.decode_s
+                t["decode_tokens_per_s"] = n_dec / batch.decode_s if batch.decode_s > 0 and n_dec else 0.0
+                while next_id in done:
+                    t["pieces"] += 1
+                    yield done.pop(next_id)
+                    next_id += 1
+        finally:
+            for job in list(batch.active):
+                batch.cancel(job)
+            t["wall"] = time.perf_counter() - t0
+            t["rtf"] = t["wall"] / t["audio_seconds"] if t["audio_seconds"] else 0.0
+
+    def transcribe(self, audio, language: str | None = None, context: str = "", *,
+                   on_segment: Callable[[Segment], None] | None = None, **options) -> Transcription:
+        """Transcribe audio of any length into one `Transcription` (text, language, segments, timings).
+
+        audio: a file path (any format soundfile or PyAV reads, video too), bytes, a binary file object,
+        a 16 kHz mono float array, or (array, sample_rate) with channels on either axis.
+        language: None detects it; a name or ISO code forces it. context: text for the system prompt.
+        Options (keywords): max_new_tokens (per piece; the Transcriber's, 512 by default), piece_seconds
+        (30: long audio is cut at the quietest point near every 30 s, the official boundaries for that
+        length; memory stays flat), parallel (pieces decoded at once as parallel sequences, 1),
+        repetition_guard (True), timestamps ("segment", or "word" with an aligner), bench_tokens
+        (benchmarks only). on_segment(segment) is called as each segment is ready, in order.
+        """
+        timings: dict = {}
+        name, segments, opts = self._start(audio, language, context, timings, options)
+        segs = []
+        for seg in segments:
+            segs.append(seg)
+            if on_segment:
+                on_segment(seg)
+        return Transcription(audio=name, language=merge_languages(s.language for s in segs),
+                             text=join_texts(s.text for s in segs), segments=segs,
+                             duration=float(timings.get("audio_seconds", 0.0)), timings=timings,
+                             model=dict(self.model_info), timing="word" if opts.timestamps == "word" else "interpolated")
+
+    def close(self) -> None:
+        """Free the llama.cpp model and context (the encoder goes with the object)."""
         self.decoder.close()
 
+    def __enter__(self) -> "Transcriber":
+        return self
 
-LOOP_MIN_REPEATS = 8     # an n-gram repeated this often in a row ...
-LOOP_MIN_TOKENS = 32     # ... and covering at least this many tokens is a loop
-LOOP_MAX_NGRAM = 16
-
-
-def is_looping(ids: list[int]) -> bool:
-    """True when the generation ends in one n-gram (n <= 16) repeated past the thresholds."""
-    for n in range(1, LOOP_MAX_NGRAM + 1):
-        reps = max(LOOP_MIN_REPEATS, -(-LOOP_MIN_TOKENS // n))
-        span = n * reps
-        if len(ids) < span:
-            break
-        tail = ids[-span:]
-        if tail == tail[:n] * reps:
-            return True
-    return False
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def default_cache_dir() -> Path:

@@ -5,7 +5,9 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -13,6 +15,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import demo_speech as speech  # noqa: E402
 from speech_text import SENTENCES  # noqa: E402
+
+
+LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")   # Debian's pocketsphinx-testdata (.ci/run)
+
+
+def official_utils():
+    """The official package's audio and text helpers (qwen_asr.inference.utils)."""
+    from qwen_asr.inference import utils
+
+    return utils
+
+
+def write_wav(path: Path, wav: np.ndarray, sr: int, **kw) -> Path:
+    sf.write(path, wav, sr, **kw)
+    return path
 
 
 def espeak(path: Path, text: str, voice: str = "en", speed: int = 160) -> Path:
@@ -81,3 +98,49 @@ def gguf_pair(data_dir):
             _PAIRS[key] = quantize_checkpoint(ck, outtype, data_dir / "gguf" / ck.name, mm, progress=False)
         return _PAIRS[key]
     return make
+
+
+@pytest.fixture(scope="session")
+def clips(data_dir):
+    """The five test sentences as 22.05 kHz espeak clips, read as float32."""
+    out = []
+    for i, s in enumerate(SENTENCES):
+        p = espeak(data_dir / f"sent{i}.wav", s)
+        out.append(sf.read(p, dtype="float32")[0])
+    return out
+
+
+def speech_with_silences(clips, seconds: float, sr: int = 22050, seed: int = 0) -> np.ndarray:
+    """Speech clips separated by 0.2-2.5 s of faint noise, up to `seconds` long."""
+    rng = np.random.default_rng(seed)
+    parts, n, want = [], 0, int(seconds * sr)
+    while n < want:
+        c = clips[int(rng.integers(len(clips)))] * float(rng.uniform(0.3, 1.0))
+        gap = (rng.standard_normal(int(rng.uniform(0.2, 2.5) * sr)) * 1e-3).astype(np.float32)
+        parts += [c.astype(np.float32), gap]
+        n += len(c) + len(gap)
+    return np.concatenate(parts)[:want]
+
+
+@pytest.fixture(scope="session")
+def real_files(data_dir):
+    """Real read speech (LibriVox clips) with silences, stored as 16 kHz wav, 44.1 kHz stereo flac, mp3,
+    and float wav whose peak is above 1.0."""
+    import librosa
+
+    if not LIBRIVOX.is_dir():
+        pytest.fail(f"{LIBRIVOX} is missing: .ci/run installs Debian's pocketsphinx-testdata")
+    parts = []
+    for p in sorted(LIBRIVOX.glob("*.wav")):
+        w, sr = sf.read(p, dtype="float32")
+        assert sr == 16000
+        parts += [w, np.zeros(int(0.7 * sr), np.float32)]
+    wav16 = np.concatenate(parts)
+    st = librosa.resample(wav16, orig_sr=16000, target_sr=44100)
+    stereo = np.stack([st, st * 0.5], axis=1)
+    return {
+        "wav16": write_wav(data_dir / "real16.wav", wav16, 16000, subtype="PCM_16"),
+        "flac44": write_wav(data_dir / "real44.flac", stereo, 44100, subtype="PCM_24"),
+        "mp3": write_wav(data_dir / "real.mp3", st * 0.8, 44100, format="MP3"),
+        "float_hot": write_wav(data_dir / "hot.wav", stereo * 1.7, 44100, subtype="FLOAT"),
+    }

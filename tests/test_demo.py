@@ -61,7 +61,7 @@ def test_official_gives_the_same_text(clips, f32_transcriber):
 
     model = official_model(str(demo.CHECKPOINT), max_new_tokens=512)
     for path, text in clips[:N_OFFICIAL]:
-        res = f32_transcriber.transcribe(str(path), loop_guard=False)  # the official has no guard
+        res = f32_transcriber.transcribe(str(path), repetition_guard=False)  # the official has no guard
         official = model.transcribe(str(path))[0]
         assert (res.language, res.text) == (official.language, official.text)
         assert res.language == "English" and res.text

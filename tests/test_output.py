@@ -4,7 +4,8 @@ import random
 import pytest
 from qwen_asr.inference.utils import detect_and_fix_repetitions, parse_asr_output as official_parse
 
-from asrgguf.output import fix_repetitions, parse_asr_output
+from asrgguf.output import fix_repetitions, join_texts, merge_languages, parse_asr_output
+from conftest import official_utils
 
 CASES = [
     "language English<asr_text>Hello world.",
@@ -37,3 +38,10 @@ def test_repetition_fix_matches_official_on_random_strings():
             parts.append(unit * rng.choice([1, 2, 5, 19, 20, 21, 45]))
         s = "".join(parts)
         assert fix_repetitions(s) == detect_and_fix_repetitions(s), s
+
+
+def test_join_texts():
+    assert join_texts(["Hello world.", "Next one", "", "下一个", "句子。", "End"]) == \
+        "Hello world. Next one下一个句子。End"
+    assert merge_languages(["English", "", "English", "Chinese", "English"]) == \
+        official_utils().merge_languages(["English", "", "English", "Chinese", "English"])

@@ -82,7 +82,7 @@ def main(argv=None) -> int:
             ref = official_tokens(model, wav, max_new_tokens=a.tokens)
             for t, (dec_path, mm) in pairs.items():
                 tr = Transcriber.from_gguf(dec_path, pairs["f32"][1], max_new_tokens=a.tokens)
-                got = tr.transcribe(str(path), loop_guard=False).token_ids
+                got = tr.transcribe(str(path), repetition_guard=False).token_ids
                 tr.close()
                 same = next((i for i, (x, y) in enumerate(zip(got, ref)) if x != y), min(len(got), len(ref)))
                 full = "identical" if got == ref else f"{same} of {len(ref)}"

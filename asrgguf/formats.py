@@ -1,4 +1,4 @@
-"""Writers for a long-form result: txt, json, srt, vtt.
+"""Writers for a `Transcription`: txt, json, srt, vtt.
 
 Cues are the sentences of each piece. A piece's start and end are exact (sample positions of the
 cuts); sentence times inside a piece are interpolated by character count, so they are only as

@@ -1,0 +1,159 @@
+"""Greedy generation for many audio pieces at once: continuous batching over one llama.cpp context.
+
+Each piece (a prompt with its audio embeddings) gets a free sequence of the context: its prompt is
+prefilled there, then every active sequence advances one token per `llama_decode` call (one batch
+row each), so the decoder's weights are read once per step for all of them. A piece that finishes
+frees its sequence at once and the next one can join at the following step, whether it belongs to
+the same recording (`--parallel`) or to another request (the server). The ids of each sequence are
+those it gets alone, up to the arithmetic of a batched matrix product.
+
+The repetition guard stops a generation whose tail is one n-gram repeated past the thresholds
+below (the official package has no such stop; it only collapses repeats in the text afterwards).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .errors import AsrggufError
+from .prompt import Prompt
+
+REPEAT_MIN_COUNT = 8     # an n-gram repeated this often in a row ...
+REPEAT_MIN_TOKENS = 32   # ... and covering at least this many tokens is a loop
+REPEAT_MAX_NGRAM = 16
+
+
+def is_repeating(ids: list[int]) -> bool:
+    """True when the generation ends in one n-gram (n <= 16) repeated past the thresholds."""
+    for n in range(1, REPEAT_MAX_NGRAM + 1):
+        reps = max(REPEAT_MIN_COUNT, -(-REPEAT_MIN_TOKENS // n))
+        span = n * reps
+        if len(ids) < span:
+            break
+        tail = ids[-span:]
+        if tail == tail[:n] * reps:
+            return True
+    return False
+
+
+@dataclass(eq=False)
+class Job:
+    """One piece to decode: its prompt, embeddings and limits; ids and state filled as it runs."""
+    prompt: Prompt
+    emb: np.ndarray
+    max_new_tokens: int
+    repetition_guard: bool = True
+    exact_tokens: bool = False          # benchmarks: generate exactly max_new_tokens, end-of-turn ignored
+    tag: Any = None                     # the caller's (which request, which piece)
+    ids: list[int] = field(default_factory=list)
+    repetition_stopped: bool = False
+    prefill_s: float = 0.0
+    decode_s: float = 0.0               # wall time of the steps this job took part in
+    cancelled: bool = False
+    _seq: int = -1
+    _pos: int = 0
+    _next: int = -1
+
+    @property
+    def n_positions(self) -> int:
+        """Context positions this job can need: its prompt and every token it may generate."""
+        return len(self.prompt) + self.max_new_tokens
+
+
+class Batcher:
+    """Sequences of one llama.cpp context shared by jobs that join and leave at any step."""
+
+    def __init__(self, decoder, stop_ids: set[int], n_seq: int = 1, n_positions: int = 0):
+        self.decoder = decoder
+        self.stop_ids = set(stop_ids)
+        self.n_seq = max(1, n_seq)
+        decoder.ensure_ctx(max(n_positions, 1), self.n_seq)
+        self.active: list[Job] = []
+        self._free = list(range(self.n_seq))
+        self.prefill_s = 0.0   # wall time in prefills and in steps, over the batcher's life
+        self.decode_s = 0.0
+
+    @property
+    def free(self) -> int:
+        return len(self._free)
+
+    def fits(self, job: Job) -> bool:
+        return job.n_positions <= self.decoder.n_ctx
+
+    def add(self, job: Job) -> None:
+        """Prefill the job's prompt into a free sequence; its first token is taken at the next step."""
+        if not self._free:
+            raise RuntimeError("no free sequence")
+        dec = self.decoder
+        if not self.fits(job):
+            if self.active:
+                raise RuntimeError("the context must grow, and only an idle batcher can grow it")
+            dec.ensure_ctx(job.n_positions, self.n_seq)
+        if job.n_positions > dec.n_ctx:
+            raise AsrggufError(f"a piece needs {job.n_positions} context positions, the decoder holds {dec.n_ctx}")
+        s = self._free.pop(0)
+        t0 = time.perf_counter()
+        try:
+            dec.clear(s)
+            p = job.prompt
+            q = dec.eval_tokens(p.prefix, 0, seq=s)
+            q = dec.eval_embeddings(job.emb, q, seq=s, logits_last=not p.suffix)
+            if p.suffix:
+                q = dec.eval_tokens(p.suffix, q, seq=s, logits_last=True)
+            job._next = int(np.argmax(dec.logits(-1)))
+        except BaseException:
+            dec.clear(s)
+            self._free.insert(0, s)
+            raise
+        job._seq, job._pos = s, q
+        job.emb = None  # the KV cache has it now
+        job.prefill_s = time.perf_counter() - t0
+        self.prefill_s += job.prefill_s
+        self.active.append(job)
+
+    def _release(self, job: Job) -> None:
+        self.active.remove(job)
+        self.decoder.clear(job._seq)
+        self._free.append(job._seq)
+        self._free.sort()
+
+    def cancel(self, job: Job) -> None:
+        """Drop a job (its client went away): its sequence is free for the next one."""
+        job.cancelled = True
+        if job in self.active:
+            self._release(job)
+
+    def step(self) -> list[Job]:
+        """Take each active job's pending token, then advance the unfinished ones by one decode.
+
+        Returns the jobs that finished (their sequences are free again)."""
+        done, going = [], []
+        for job in list(self.active):
+            tok = job._next
+            if not job.exact_tokens and tok in self.stop_ids:
+                done.append(job)
+                continue
+            job.ids.append(tok)
+            if len(job.ids) >= job.max_new_tokens:
+                done.append(job)
+            elif job.repetition_guard and not job.exact_tokens and is_repeating(job.ids):
+                job.repetition_stopped = True
+                done.append(job)
+            else:
+                going.append(job)
+        for job in done:
+            self._release(job)
+        if going:
+            t0 = time.perf_counter()
+            self.decoder.step([j._next for j in going], [j._pos for j in going], [j._seq for j in going])
+            for row, j in enumerate(going):
+                j._pos += 1
+                j._next = int(np.argmax(self.decoder.logits(row)))
+            dt = time.perf_counter() - t0
+            self.decode_s += dt
+            for j in going:
+                j.decode_s += dt
+        return done

@@ -1,0 +1,115 @@
+"""Long audio cut into pieces at quiet points: the official `split_audio_into_chunks`, over a stream.
+
+The official package cuts at the quietest 100 ms within +-5 s of every `max_chunk_sec` (1200 s there;
+asrgguf's default is 30 s, docs/longform.md) and zero-pads pieces shorter than 0.5 s when it splits.
+Its loop only ever looks at the samples from the current piece start to start + max_len + expand,
+so `iter_pieces` runs it over a buffer of that size with the same numpy operations (same sums, same
+argmin ties): the same pieces, with one piece and the search margin in memory.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+import numpy as np
+
+SAMPLE_RATE = 16000
+OFFICIAL_MAX_PIECE_SECONDS = 1200.0   # the official MAX_ASR_INPUT_SECONDS
+DEFAULT_PIECE_SECONDS = 30.0          # see docs/longform.md for the reasoning
+SEARCH_EXPAND_SECONDS = 5.0
+MIN_WINDOW_MS = 100.0
+MIN_PIECE_SECONDS = 0.5               # the official MIN_ASR_INPUT_SECONDS
+
+
+@dataclass
+class Piece:
+    index: int
+    wav: np.ndarray          # what the model gets (zero-padded to 0.5 s when split, as officially)
+    start: int               # first sample in the recording (16 kHz)
+    length: int              # samples of the recording it covers (before padding)
+
+    @property
+    def start_s(self) -> float:
+        return self.start / SAMPLE_RATE
+
+    @property
+    def end_s(self) -> float:
+        return (self.start + self.length) / SAMPLE_RATE
+
+
+def iter_pieces(blocks: Iterable[np.ndarray], max_chunk_sec: float = DEFAULT_PIECE_SECONDS,
+                sr: int = SAMPLE_RATE, search_expand_sec: float = SEARCH_EXPAND_SECONDS,
+                min_window_ms: float = MIN_WINDOW_MS) -> Iterator[Piece]:
+    """The official split_audio_into_chunks over a stream: same pieces, one piece + margin in memory."""
+    max_len = int(max_chunk_sec * sr)
+    expand = int(search_expand_sec * sr)
+    win = max(4, int((min_window_ms / 1000.0) * sr))
+    min_len = int(MIN_PIECE_SECONDS * sr)
+    need = max_len + expand + 2  # enough to decide both of the official loop's tests
+    it = iter(blocks)
+    parts: list[np.ndarray] = []
+    have = 0
+    eof = False
+    start = 0
+    index = 0
+    split = False
+
+    def pad(c: np.ndarray) -> np.ndarray:
+        if c.shape[0] < min_len:
+            return np.pad(c, (0, min_len - int(c.shape[0])), mode="constant",
+                          constant_values=0.0).astype(np.float32)
+        return c
+
+    while True:
+        while not eof and have < need:
+            try:
+                b = next(it)
+            except StopIteration:
+                eof = True
+                break
+            b = np.asarray(b, dtype=np.float32)
+            if b.size:
+                parts.append(b)
+                have += b.shape[0]
+        buf = parts[0] if len(parts) == 1 else (np.concatenate(parts) if parts else np.zeros(0, np.float32))
+        parts = [buf] if buf.size else []
+        if eof and not split:
+            if have / float(sr) <= max_chunk_sec:  # the official early return: one piece, no padding
+                if have:
+                    yield Piece(0, buf, 0, have)
+                return
+        split = True
+        if eof and have <= max_len:  # the official loop ends: the tail
+            yield Piece(index, pad(buf), start, have)
+            return
+        cut = max_len
+        left = max(0, cut - expand)
+        right = min(have, cut + expand)
+        if right - left <= win:
+            boundary = cut
+        else:
+            seg_abs = np.abs(buf[left:right])
+            window_sums = np.convolve(seg_abs, np.ones(win, dtype=np.float32), mode="valid")
+            min_pos = int(np.argmin(window_sums))
+            inner = int(np.argmin(seg_abs[min_pos:min_pos + win]))
+            boundary = left + min_pos + inner
+        boundary = int(min(max(boundary, 1), have))
+        yield Piece(index, pad(buf[:boundary].copy()), start, boundary)
+        index += 1
+        start += boundary
+        rest = buf[boundary:]
+        parts = [rest] if rest.size else []
+        have = rest.shape[0]
+
+
+def max_piece_samples(max_chunk_sec: float, sr: int = SAMPLE_RATE) -> int:
+    """The longest piece iter_pieces can yield: a cut at most SEARCH_EXPAND_SECONDS after the nominal one."""
+    return int(max_chunk_sec * sr) + int(SEARCH_EXPAND_SECONDS * sr)
+
+
+def split_array(wav: np.ndarray, max_chunk_sec: float, sr: int = SAMPLE_RATE, block: int | None = None,
+                **kw) -> list[tuple[np.ndarray, float]]:
+    """split_audio_into_chunks' return shape ([(piece, offset_sec)]) from iter_pieces."""
+    wav = np.asarray(wav, dtype=np.float32)
+    blocks = [wav] if not block else [wav[i:i + block] for i in range(0, len(wav), block)]
+    return [(p.wav, p.start / float(sr)) for p in iter_pieces(blocks, max_chunk_sec, sr, **kw)]
