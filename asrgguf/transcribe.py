@@ -392,28 +392,40 @@ class Transcriber:
 
         def on_read(s: float) -> None:
             t["audio"] += s
-        name, _, pieces = self.open_pieces(audio, opts.piece_seconds, on_read)
-        return name, self._run(pieces, opts, t, t0), opts
+        name, duration, pieces = self.open_pieces(audio, opts.piece_seconds, on_read)
+        return name, self._run(pieces, opts, t, t0, duration), opts
 
-    def _run(self, pieces: Iterator[Piece], opts: Options, t: dict, t0: float) -> Iterator[Segment]:
-        batch = self.batcher(opts)
+    def _run(self, pieces: Iterator[Piece], opts: Options, t: dict, t0: float,
+             duration: float | None) -> Iterator[Segment]:
+        # the KV cache is sized for the longest piece this audio can have (a 60-s file cut at 1200 s needs
+        # 60 s of positions, not 1205 s); a header's duration can be an estimate, so a piece that does not
+        # fit waits until the sequences are idle and the context grows
+        longest = max_piece_samples(opts.piece_seconds)
+        if duration:
+            longest = min(longest, int(duration * audio_mod.SAMPLE_RATE * 1.01) + audio_mod.SAMPLE_RATE)
+        batch = Batcher(self.decoder, self.stop_ids, opts.parallel, self.positions_needed(opts, longest))
         done: dict[int, Segment] = {}
         next_id = 0
         more = True
         n_dec = 0
+        waiting: Job | None = None
         try:
             while True:
                 while more and batch.free:
-                    piece = next(pieces, None)
-                    if piece is None:
-                        more = False
+                    if waiting is None:
+                        piece = next(pieces, None)
+                        if piece is None:
+                            more = False
+                            break
+                        waiting = self.make_job(piece, opts, t)
+                        if opts.timestamps != "word":
+                            piece.wav = None  # only the embeddings wait for the decode
+                    if not batch.fits(waiting) and batch.active:
                         break
-                    job = self.make_job(piece, opts, t)
-                    if opts.timestamps != "word":
-                        piece.wav = None  # only the embeddings wait for the decode
+                    job, waiting = waiting, None
                     batch.add(job)
                     t["prompt_tokens"] += len(job.prompt)
-                    t["audio_seconds"] = (piece.start + piece.length) / audio_mod.SAMPLE_RATE
+                    t["audio_seconds"] = (job.tag.start + job.tag.length) / audio_mod.SAMPLE_RATE
                 if not batch.active:
                     break
                 for job in batch.step():
