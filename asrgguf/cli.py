@@ -80,7 +80,6 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
         progress, bench_tokens):
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
     from . import batch
-    from .audio import probe
     from .decoder import Decoder
     from .languages import normalize_language
     from .transcribe import Options, Transcriber
@@ -105,55 +104,27 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
 
     if gguf_path:
         Decoder.check_file(gguf_path)  # header errors (missing, not a GGUF, wrong architecture) first
-    items = batch.expand_inputs(list(audio))
-    outs = batch.assign_outputs(items, Path(output_dir), fmt) if output_dir else {}
-    todo: list[int] = []
-    for i, it in enumerate(items):
-        if it.error:
-            continue
-        if output_dir and i in outs and outs[i].exists() and not overwrite:
-            batch.clean_stale(outs[i])
-            summary.skipped += 1
-            continue
-        todo.append(i)
-    infos: dict[int, object] = {}
-    for i, it in enumerate(items):  # report unusable inputs in input order, before any model is loaded
-        if it.error:
-            report(it.error)
-            summary.failed += 1
-        elif i in todo:
-            try:
-                infos[i] = probe(it.source)
-            except AsrggufError as e:
-                report(str(e))
-                summary.failed += 1
+    plan = batch.plan(list(audio), Path(output_dir) if output_dir else None, fmt, overwrite, summary, report)
+    items, outs, infos = plan.items, plan.outs, plan.infos
     tr = None
     if infos:  # only when there is something to transcribe
         kw = dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads,
                   max_new_tokens=max_new_tokens)
         tr = Transcriber.from_gguf(gguf_path, mmproj, **kw) if gguf_path else \
             Transcriber.from_pretrained(model_dir, **kw)
-    total = sum((getattr(info, "duration", None) or 0.0) for info in infos.values())
+    total = plan.total_seconds
     prog = batch.Progress(batch.progress_wanted(quiet, progress or None), total or None)
     texts = []
     out = batch.Stdout()
     try:
-        for i in todo:
-            if i not in infos:
-                continue
+        for i in plan.todo:
             it = items[i]
             prog.set_desc(Path(it.source).name)
             try:
-                res = tr.transcribe(it.source, on_segment=lambda s: prog.update(s.end - s.start), **opts)
-                doc = batch.render(res, fmt)
-                if output_dir:
-                    batch.write_output(outs[i], doc)
-            except AsrggufError as e:
-                report(str(e))
-                summary.failed += 1
-                continue
+                res, doc = batch.transcribe_one(tr, it.source, fmt, opts, outs[i] if output_dir else None,
+                                                on_segment=lambda s: prog.update(s.end - s.start))
             except Exception as e:  # one bad input must not stop the batch
-                report(f"{it.source}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'failed'}")
+                report(batch.failure_message(it.source, e))
                 summary.failed += 1
                 continue
             summary.done += 1
