@@ -75,11 +75,25 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
 @click.option("--progress", is_flag=True, help="Progress bar even when stderr is not a terminal.")
 @click.option("--bench-tokens", type=click.IntRange(1), default=None, hidden=True,
               help="Benchmarks only: generate exactly N tokens, ignoring end-of-turn (for random weights).")
+@click.option("--ray", "ray_address", default=None, metavar="local|auto|ADDRESS",
+              help="Run the batch on a Ray cluster (needs --output-dir; pip install 'asrgguf[ray]'): local starts "
+                   "Ray here, auto or HOST:PORT joins a running cluster (docs/cluster.md).")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="With --ray: actors in the pool (default: the cluster's CPUs / --threads-per-worker).")
+@click.option("--threads-per-worker", type=click.IntRange(1), default=None,
+              help="With --ray: CPUs each actor reserves and uses (default: --threads, else 1).")
 def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
         threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
-        progress, bench_tokens):
+        progress, bench_tokens, ray_address, workers, threads_per_worker):
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
     from . import batch
+
+    if ray_address:
+        return _run_ray(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype,
+                        n_gpu_layers, threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel,
+                        no_repetition_guard, quiet, progress, bench_tokens, ray_address, workers, threads_per_worker)
+    if workers or threads_per_worker:
+        raise AsrggufError("--workers and --threads-per-worker go with --ray")
     from .decoder import Decoder
     from .languages import normalize_language
     from .transcribe import Options, Transcriber
@@ -139,6 +153,32 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
     if output_dir and not quiet:
         click.echo(summary.line(), err=True)
     if summary.failed:
+        sys.exit(1)
+
+
+def _run_ray(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
+             threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
+             progress, bench_tokens, ray_address, workers, threads_per_worker):
+    """`run --ray`: the same batch on a Ray actor pool (asrgguf/cluster.py)."""
+    import os
+
+    from . import cluster
+
+    # Ray's C++ side logs to this process's stderr (a note on actor arguments at every pool start, say);
+    # the job reports its own errors in one line each
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    cluster.import_ray()
+    if not output_dir:
+        raise AsrggufError("--ray needs --output-dir (the workers write one output per input)")
+    if out_text:
+        raise AsrggufError("--out-text does not go with --ray (the outputs are in --output-dir)")
+    res = cluster.run(list(audio), output_dir, gguf=gguf_path, mmproj=mmproj, model=model_dir, ray=ray_address,
+                      workers=workers, threads_per_worker=threads_per_worker or threads, fmt=fmt,
+                      overwrite=overwrite, language=language, context=context, max_new_tokens=max_new_tokens,
+                      piece_seconds=piece_seconds, parallel=parallel, repetition_guard=not no_repetition_guard,
+                      bench_tokens=bench_tokens, device=device, dtype=dtype,
+                      n_gpu_layers=n_gpu_layers, quiet=quiet, progress=progress or None)
+    if res.summary.failed:
         sys.exit(1)
 
 
