@@ -252,7 +252,8 @@ class WorkerStats:
     node: str
     start_s: float            # model load (and fetch) time of this actor
     files: int = 0
-    busy_s: float = 0.0
+    audio_s: float = 0.0      # audio it transcribed
+    busy_s: float = 0.0       # time it spent on files
     peak_rss_mb: float = 0.0
 
 
@@ -406,6 +407,7 @@ def _execute(plan, dests, dec, mm, opts, fmt, threads, workers, ship, num_gpus, 
             pid = int(row["pid"])
             w = result.workers.setdefault(pid, WorkerStats(str(row["node"]), float(row["start_s"])))
             w.files += 1
+            w.audio_s += float(row["duration"])
             w.busy_s += float(row["seconds"])
             w.peak_rss_mb = max(w.peak_rss_mb, float(row["peak_rss_mb"]))
             if row["error"]:
