@@ -144,6 +144,9 @@ class Coordinator:
         self.tries[i] = self.tries.get(i, 0) + 1
         return self.tries[i]
 
+    def retried(self) -> dict[int, int]:
+        return {i: n for i, n in self.tries.items() if n > 1}
+
     def read(self, path: str, offset: int, length: int) -> bytes:
         if path not in self.paths:
             raise ValueError(f"{path}: not a model file of this job")
@@ -262,6 +265,7 @@ class Result:
     summary: batch.Summary
     wall_s: float = 0.0
     workers: dict[int, WorkerStats] = field(default_factory=dict)   # by process id
+    retried: dict[str, int] = field(default_factory=dict)           # input -> tries, for inputs tried again
 
     @property
     def audio_per_second(self) -> float:
@@ -422,11 +426,11 @@ def _execute(plan, dests, dec, mm, opts, fmt, threads, workers, ship, num_gpus, 
                          "duration": float(row["duration"]), "seconds": float(row["seconds"]), "pid": pid,
                          "node": str(row["node"]), "start_s": float(row["start_s"]),
                          "peak_rss_mb": float(row["peak_rss_mb"])})
+        with contextlib.suppress(Exception):
+            result.retried = {plan.items[i].source: n for i, n in ray.get(store.retried.remote()).items()}
     except AsrggufError:
         raise
     except Exception as e:
-        if isinstance(e, KeyboardInterrupt):
-            raise
         msg = str(e).strip().splitlines()
         raise AsrggufError(f"the Ray job failed: {type(e).__name__}: {msg[0] if msg else ''}") from None
     finally:

@@ -131,6 +131,9 @@ def test_actor_killed_in_the_middle(ray_cluster, pair, inputs, local, tmp_path):
     for name in names(ref):
         assert _deterministic(out / name) == _deterministic(ref / name), name
     assert len(res.workers) >= 3, res.workers  # the killed actor was restarted in a new process
+    assert res.workers[killed[0]].files == 1   # ... and its file in flight was done there
+    # that file was tried twice if the killed actor had begun it (else it was only queued there)
+    assert len(res.retried) <= 1 and set(res.retried.values()) <= {2}, res.retried
 
 
 def test_node_removed_in_the_middle(ray_cluster, pair, inputs, local, tmp_path):
@@ -139,8 +142,10 @@ def test_node_removed_in_the_middle(ray_cluster, pair, inputs, local, tmp_path):
     removed = []
 
     def on_file(row):
-        if not removed:  # the worker node goes away (its actor with it); a fresh node joins, as an autoscaler's
-            node = ray_cluster.worker_nodes.copy().pop()
+        node = next(iter(ray_cluster.worker_nodes))
+        if not removed and row["node"] == node.node_id:
+            # the worker node's actor, just on its next file, goes with its node; a fresh node joins,
+            # as an autoscaler's would
             removed.append(node.node_id)
             ray_cluster.remove_node(node)
             ray_cluster.add_node(num_cpus=1)
@@ -153,6 +158,7 @@ def test_node_removed_in_the_middle(ray_cluster, pair, inputs, local, tmp_path):
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
     nodes = {w.node for w in res.workers.values()}
     assert len(nodes) == 3, nodes  # head, the removed node (before), the new one (after)
+    assert len(res.retried) <= 1 and set(res.retried.values()) <= {2}, res.retried
 
 
 def test_bad_inputs_reported_as_locally_job_goes_on(ray_cluster, pair, inputs, tmp_path):
@@ -184,6 +190,13 @@ def test_bad_address_and_no_ray_are_one_line(pair, inputs, tmp_path):
     assert r.stderr.startswith("asrgguf: error: --ray 127.0.0.1:9: cannot connect to a Ray cluster (nothing "
                                "answers at "), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+    r = subprocess.run([sys.executable, "-m", "asrgguf.cli", *args, "--workers", "2"], capture_output=True,
+                       text=True, timeout=120)
+    assert (r.returncode, r.stderr) == (1, "asrgguf: error: --workers and --threads-per-worker go with --ray\n")
+    r = subprocess.run([sys.executable, "-m", "asrgguf.cli", "run", "--gguf", str(pair[0]), str(inputs / "rec0.wav"),
+                        "--ray", "local"], capture_output=True, text=True, timeout=120)
+    assert (r.returncode, r.stderr) == (1, "asrgguf: error: --ray needs --output-dir (the workers write one output "
+                                           "per input)\n")
     code = ("import sys; sys.modules['ray'] = None\nfrom asrgguf.cli import cli_main\n"
             f"sys.argv = ['asrgguf'] + {args + ['--ray', 'local']!r}\ncli_main()")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)

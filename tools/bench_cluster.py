@@ -95,7 +95,8 @@ def run_ray(gguf: str, inputs: Path, out: Path, workers: int, threads: int, benc
     wall = time.perf_counter() - t0
     ws = list(res.workers.values())
     return {"wall": wall, "audio": res.summary.audio_seconds, "first_ready": first[0], "ray_init": ray_init,
-            "loads": [w.start_s for w in ws], "busy": sum(w.audio_s / w.busy_s for w in ws if w.busy_s), "rss": [w.peak_rss_mb for w in ws],
+            "loads": [w.start_s for w in ws], "busy": sum(w.audio_s / w.busy_s for w in ws if w.busy_s),
+            "rss": [w.peak_rss_mb for w in ws],
             "files": [w.files for w in ws], "line": res.summary.line()}
 
 
@@ -111,29 +112,24 @@ def main() -> int:
     a = ap.parse_args()
     work = Path(a.work)
     inputs = make_inputs(work / "in", a.files, a.seconds)
-    rows = []
+    print(f"{a.files} files x {a.seconds:g} s, --bench-tokens {a.bench_tokens}, model {Path(a.gguf).name}\n")
+    print("| run | round | load avg before | wall s | audio s / s | audio s / s while busy | ray.init s "
+          "| first actor ready s | model load per actor s | peak RSS per actor MB |")
+    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
     for r in range(a.rounds):
         for cfg in a.configs.split(","):
             local = cfg.startswith("local")
             w, t = (int(x) for x in cfg.removeprefix("local").split("x"))
             out = work / f"out-{cfg}"
-            res = run_local(a.gguf, inputs, out, t, a.bench_tokens) if local else \
+            load = os.getloadavg()[0]
+            x = run_local(a.gguf, inputs, out, t, a.bench_tokens) if local else \
                 run_ray(a.gguf, inputs, out, w, t, a.bench_tokens)
-            res["cfg"], res["round"] = cfg, r + 1
-            res["aps"] = res["audio"] / res["wall"]
-            rows.append(res)
-            print(f"# {cfg} round {r + 1}: {res['line']}", file=sys.stderr, flush=True)
-    print(f"{a.files} files x {a.seconds:g} s, --bench-tokens {a.bench_tokens}, model {Path(a.gguf).name}\n")
-    print("| run | round | wall s | audio s / s | audio s / s while busy | ray.init s | first actor ready s "
-          "| model load per actor s | peak RSS per actor MB |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for x in rows:
-        name = (f"local batch, 1 process x {x['cfg'].split('x')[1]} threads" if x["cfg"].startswith("local")
-                else f"Ray, {x['cfg'].split('x')[0]} worker(s) x {x['cfg'].split('x')[1]} thread(s)")
-        steady = f"{x['busy']:.2f}"
-        first = f"{x['first_ready']:.1f}" if x["first_ready"] is not None else "—"
-        print(f"| {name} | {x['round']} | {x['wall']:.1f} | {x['aps']:.2f} | {steady} | {x['ray_init']:.1f} | {first} "
-              f"| {', '.join(f'{v:.1f}' for v in x['loads'])} | {', '.join(f'{v:.0f}' for v in x['rss'])} |")
+            print(f"# {cfg} round {r + 1}: {x['line']}", file=sys.stderr, flush=True)
+            name = f"local batch, 1 process x {t} threads" if local else f"Ray, {w} worker(s) x {t} thread(s)"
+            first = f"{x['first_ready']:.1f}" if x["first_ready"] is not None else "—"
+            print(f"| {name} | {r + 1} | {load:.1f} | {x['wall']:.1f} | {x['audio'] / x['wall']:.2f} | {x['busy']:.2f} "
+                  f"| {x['ray_init']:.1f} | {first} | {', '.join(f'{v:.1f}' for v in x['loads'])} "
+                  f"| {', '.join(f'{v:.0f}' for v in x['rss'])} |", flush=True)
     return 0
 
 
