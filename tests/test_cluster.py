@@ -20,6 +20,7 @@ from asrgguf.errors import AsrggufError
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 N = 8
+PIDS: set[int] = set()   # the pool's actor processes seen; none may outlive the module's cluster
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +39,12 @@ def ray_cluster(tmp_path_factory):
     yield c
     ray.shutdown()
     c.shutdown()
+    for pid in PIDS:  # a worker whose raylet was killed under it (remove_node) can stay behind idle
+        try:
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"ray::"):
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)
@@ -84,6 +91,7 @@ def run_job(pair, inputs, out, fmt, **kw):
     lines = []
     res = cluster.run([str(inputs)], str(out), gguf=str(pair[0]), ray="auto", workers=2, threads_per_worker=1,
                       fmt=fmt, report=lines.append, **kw)
+    PIDS.update(res.workers)
     return res, lines
 
 
@@ -176,6 +184,7 @@ def test_bad_inputs_reported_as_locally_job_goes_on(ray_cluster, pair, inputs, t
     assert len(want) == 3, r.stderr
     lines = []
     res = cluster.run(args, str(tmp_path / "o"), gguf=str(pair[0]), ray="auto", workers=1, report=lines.append)
+    PIDS.update(res.workers)
     assert (res.summary.done, res.summary.failed) == (1, 3)
     assert lines == want
     assert names(tmp_path / "o") == ["rec0.txt"]
