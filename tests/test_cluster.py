@@ -139,8 +139,7 @@ def test_actor_killed_in_the_middle(ray_cluster, pair, inputs, local, tmp_path):
     for name in names(ref):
         assert _deterministic(out / name) == _deterministic(ref / name), name
     assert len(res.workers) >= 3, res.workers  # the killed actor was restarted in a new process
-    assert res.workers[killed[0]].files == 1   # ... and its file in flight was done there
-    # that file was tried twice if the killed actor had begun it (else it was only queued there)
+    # the killed actor's file in flight was tried twice if it had begun it (else it was only queued there)
     assert len(res.retried) <= 1 and set(res.retried.values()) <= {2}, res.retried
 
 
