@@ -16,7 +16,6 @@ from ray.cluster_utils import Cluster
 from conftest import ROOT, espeak
 
 from asrgguf import cluster
-from asrgguf.errors import AsrggufError
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 N = 8
