@@ -102,6 +102,72 @@ def check_writable(path: Path) -> None:
         raise AsrggufError(f"{path}: cannot write (permission denied)")
 
 
+@dataclass
+class Plan:
+    """What a batch will do, decided before any model loads: the inputs, their outputs, which to
+    transcribe (probed fine) and their header durations."""
+    items: list[Item]
+    outs: dict[int, Path]
+    todo: list[int]
+    infos: dict[int, object]
+
+    @property
+    def total_seconds(self) -> float:
+        return sum((getattr(info, "duration", None) or 0.0) for info in self.infos.values())
+
+
+def plan(args: list[str], out_dir: Path | None, fmt: str, overwrite: bool, summary: "Summary", report,
+         exists=None, clean: bool = True) -> Plan:
+    """The batch rules shared by the local run and the cluster job: expand the inputs, name their
+    outputs, skip inputs whose output exists (unless overwrite; stale temp files of a killed run
+    removed), then report unusable inputs in input order and probe the rest, counting both in
+    `summary`. `exists(out)` checks an output (default: the local file exists)."""
+    from .audio import probe
+
+    exists = exists or (lambda p: p.exists())
+    items = expand_inputs(list(args))
+    outs = assign_outputs(items, out_dir, fmt) if out_dir is not None else {}
+    todo: list[int] = []
+    for i, it in enumerate(items):
+        if it.error:
+            continue
+        if out_dir is not None and i in outs and not overwrite and exists(outs[i]):
+            if clean:
+                clean_stale(outs[i])
+            summary.skipped += 1
+            continue
+        todo.append(i)
+    infos: dict[int, object] = {}
+    for i, it in enumerate(items):  # report unusable inputs in input order, before any model is loaded
+        if it.error:
+            report(it.error)
+            summary.failed += 1
+        elif i in todo:
+            try:
+                infos[i] = probe(it.source)
+            except AsrggufError as e:
+                report(str(e))
+                summary.failed += 1
+    return Plan(items, outs, [i for i in todo if i in infos], infos)
+
+
+def transcribe_one(tr, source, fmt: str, opts: dict, out=None, on_segment=None, write=None):
+    """One input of a batch: transcribe, render, and write the output (atomically) when `out` is given.
+    Returns (transcription, rendered text)."""
+    res = tr.transcribe(source, on_segment=on_segment, **opts)
+    doc = render(res, fmt)
+    if out is not None:
+        (write or write_output)(out, doc)
+    return res, doc
+
+
+def failure_message(source, e: BaseException) -> str:
+    """The one line a batch reports for an input that failed (and goes on)."""
+    if isinstance(e, AsrggufError):
+        return str(e)
+    return f"{source}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'failed'}"
+
+
 def render(result, fmt: str) -> str:
     from .formats import render as _render
 

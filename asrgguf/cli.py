@@ -75,12 +75,25 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
 @click.option("--progress", is_flag=True, help="Progress bar even when stderr is not a terminal.")
 @click.option("--bench-tokens", type=click.IntRange(1), default=None, hidden=True,
               help="Benchmarks only: generate exactly N tokens, ignoring end-of-turn (for random weights).")
+@click.option("--ray", "ray_address", default=None, metavar="local|auto|ADDRESS",
+              help="Run the batch on a Ray cluster (needs --output-dir; pip install 'asrgguf[ray]'): local starts "
+                   "Ray here, auto or HOST:PORT joins a running cluster (docs/cluster.md).")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="With --ray: actors in the pool (default: the cluster's CPUs / --threads-per-worker).")
+@click.option("--threads-per-worker", type=click.IntRange(1), default=None,
+              help="With --ray: CPUs each actor reserves and uses (default: --threads, else 1).")
 def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
         threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
-        progress, bench_tokens):
+        progress, bench_tokens, ray_address, workers, threads_per_worker):
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
     from . import batch
-    from .audio import probe
+
+    if ray_address:
+        return _run_ray(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype,
+                        n_gpu_layers, threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel,
+                        no_repetition_guard, quiet, progress, bench_tokens, ray_address, workers, threads_per_worker)
+    if workers or threads_per_worker:
+        raise AsrggufError("--workers and --threads-per-worker go with --ray")
     from .decoder import Decoder
     from .languages import normalize_language
     from .transcribe import Options, Transcriber
@@ -105,55 +118,27 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
 
     if gguf_path:
         Decoder.check_file(gguf_path)  # header errors (missing, not a GGUF, wrong architecture) first
-    items = batch.expand_inputs(list(audio))
-    outs = batch.assign_outputs(items, Path(output_dir), fmt) if output_dir else {}
-    todo: list[int] = []
-    for i, it in enumerate(items):
-        if it.error:
-            continue
-        if output_dir and i in outs and outs[i].exists() and not overwrite:
-            batch.clean_stale(outs[i])
-            summary.skipped += 1
-            continue
-        todo.append(i)
-    infos: dict[int, object] = {}
-    for i, it in enumerate(items):  # report unusable inputs in input order, before any model is loaded
-        if it.error:
-            report(it.error)
-            summary.failed += 1
-        elif i in todo:
-            try:
-                infos[i] = probe(it.source)
-            except AsrggufError as e:
-                report(str(e))
-                summary.failed += 1
+    plan = batch.plan(list(audio), Path(output_dir) if output_dir else None, fmt, overwrite, summary, report)
+    items, outs, infos = plan.items, plan.outs, plan.infos
     tr = None
     if infos:  # only when there is something to transcribe
         kw = dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads,
                   max_new_tokens=max_new_tokens)
         tr = Transcriber.from_gguf(gguf_path, mmproj, **kw) if gguf_path else \
             Transcriber.from_pretrained(model_dir, **kw)
-    total = sum((getattr(info, "duration", None) or 0.0) for info in infos.values())
+    total = plan.total_seconds
     prog = batch.Progress(batch.progress_wanted(quiet, progress or None), total or None)
     texts = []
     out = batch.Stdout()
     try:
-        for i in todo:
-            if i not in infos:
-                continue
+        for i in plan.todo:
             it = items[i]
             prog.set_desc(Path(it.source).name)
             try:
-                res = tr.transcribe(it.source, on_segment=lambda s: prog.update(s.end - s.start), **opts)
-                doc = batch.render(res, fmt)
-                if output_dir:
-                    batch.write_output(outs[i], doc)
-            except AsrggufError as e:
-                report(str(e))
-                summary.failed += 1
-                continue
+                res, doc = batch.transcribe_one(tr, it.source, fmt, opts, outs[i] if output_dir else None,
+                                                on_segment=lambda s: prog.update(s.end - s.start))
             except Exception as e:  # one bad input must not stop the batch
-                report(f"{it.source}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'failed'}")
+                report(batch.failure_message(it.source, e))
                 summary.failed += 1
                 continue
             summary.done += 1
@@ -168,6 +153,32 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
     if output_dir and not quiet:
         click.echo(summary.line(), err=True)
     if summary.failed:
+        sys.exit(1)
+
+
+def _run_ray(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
+             threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
+             progress, bench_tokens, ray_address, workers, threads_per_worker):
+    """`run --ray`: the same batch on a Ray actor pool (asrgguf/cluster.py)."""
+    import os
+
+    from . import cluster
+
+    # Ray's C++ side logs to this process's stderr (a note on actor arguments at every pool start, say);
+    # the job reports its own errors in one line each
+    os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
+    cluster.import_ray()
+    if not output_dir:
+        raise AsrggufError("--ray needs --output-dir (the workers write one output per input)")
+    if out_text:
+        raise AsrggufError("--out-text does not go with --ray (the outputs are in --output-dir)")
+    res = cluster.run(list(audio), output_dir, gguf=gguf_path, mmproj=mmproj, model=model_dir, ray=ray_address,
+                      workers=workers, threads_per_worker=threads_per_worker or threads, fmt=fmt,
+                      overwrite=overwrite, language=language, context=context, max_new_tokens=max_new_tokens,
+                      piece_seconds=piece_seconds, parallel=parallel, repetition_guard=not no_repetition_guard,
+                      bench_tokens=bench_tokens, device=device, dtype=dtype,
+                      n_gpu_layers=n_gpu_layers, quiet=quiet, progress=progress or None)
+    if res.summary.failed:
         sys.exit(1)
 
 

@@ -272,24 +272,7 @@ class Transcriber:
         """Quantize a Hugging Face checkpoint once into a cache, then load the GGUF pair from there.
 
         The name "demo" loads the built-in demo model's packaged pair (a directory named demo: "./demo")."""
-        from . import demo
-        from .convert import output_paths, quantize_checkpoint
-
-        if isinstance(model_dir, str) and model_dir == demo.NAME:  # packaged: nothing to quantize or cache
-            if outtype != "q8_0":
-                raise AsrggufError(f"the demo model ships as q8_0 only; for {outtype}: "
-                                   f"asrgguf quantize {demo.CHECKPOINT} --outtype {outtype}")
-            return cls.from_gguf(demo.DECODER, demo.MMPROJ, **kw)
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise AsrggufError(f"{model_dir}: no such checkpoint directory")
-        cache = Path(cache_dir) if cache_dir else default_cache_dir() / model_dir.resolve().name
-        dec, mm = output_paths(model_dir, outtype, cache, "f32" if outtype == "f32" else "f16")
-        stamp = cache / f".source-{outtype}"
-        src_id = _checkpoint_stamp(model_dir)
-        if not (dec.exists() and mm.exists() and stamp.exists() and stamp.read_text() == src_id):
-            quantize_checkpoint(model_dir, outtype, cache, mmproj_type="f32" if outtype == "f32" else "f16")
-            stamp.write_text(src_id)
+        dec, mm = pretrained_pair(model_dir, outtype, cache_dir)
         return cls.from_gguf(dec, mm, **kw)
 
     # --- the stages, one piece at a time (the server's scheduler calls these too)
@@ -478,6 +461,31 @@ class Transcriber:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def pretrained_pair(model_dir: str | Path, outtype: str = "q8_0", cache_dir: str | Path | None = None
+                    ) -> tuple[Path, Path]:
+    """The GGUF pair `Transcriber.from_pretrained` loads: the demo's packaged pair, or a checkpoint
+    quantized once into the cache (again when the checkpoint's files change)."""
+    from . import demo
+    from .convert import output_paths, quantize_checkpoint
+
+    if isinstance(model_dir, str) and model_dir == demo.NAME:  # packaged: nothing to quantize or cache
+        if outtype != "q8_0":
+            raise AsrggufError(f"the demo model ships as q8_0 only; for {outtype}: "
+                               f"asrgguf quantize {demo.CHECKPOINT} --outtype {outtype}")
+        return Path(demo.DECODER), Path(demo.MMPROJ)
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise AsrggufError(f"{model_dir}: no such checkpoint directory")
+    cache = Path(cache_dir) if cache_dir else default_cache_dir() / model_dir.resolve().name
+    dec, mm = output_paths(model_dir, outtype, cache, "f32" if outtype == "f32" else "f16")
+    stamp = cache / f".source-{outtype}"
+    src_id = _checkpoint_stamp(model_dir)
+    if not (dec.exists() and mm.exists() and stamp.exists() and stamp.read_text() == src_id):
+        quantize_checkpoint(model_dir, outtype, cache, mmproj_type="f32" if outtype == "f32" else "f16")
+        stamp.write_text(src_id)
+    return dec, mm
 
 
 def default_cache_dir() -> Path:
