@@ -253,7 +253,14 @@ class Scheduler:
             self._look_ahead()
             added = self._fill()
             if b.active:
-                for job in b.step():
+                try:
+                    finished = b.step()
+                except Exception as e:  # noqa: BLE001 - the requests in the step fail, the server goes on
+                    traceback.print_exc(file=sys.stderr)
+                    for r in {j.tag[0] for j in b.active}:
+                        self._fail(r, 500, f"decoding failed: {type(e).__name__}: {e}", "internal_error")
+                    continue
+                for job in finished:
                     self._finished(job)
             elif not added:
                 self._wake.wait(0.5)
@@ -587,7 +594,10 @@ def create_app(cfg: ServeConfig, scheduler: Scheduler | None = None):
         events: asyncio.Queue = asyncio.Queue()
 
         def emit(kind, payload):
-            loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
+            except RuntimeError:  # the event loop has closed (shutting down): nobody is listening
+                pass
 
         r = sched.submit(src, opts, emit)
         gone = asyncio.ensure_future(_wait_disconnect(request.receive))

@@ -166,11 +166,15 @@ def test_concurrent_requests_each_equal_alone(tiny, pair, clips, clip5, data_dir
     alone = [one(p) for p in files]
     out: dict = {}
     threads = [threading.Thread(target=lambda i=i, p=p: out.__setitem__(i, one(p))) for i, p in enumerate(files)]
+    # a bad upload among them gets its own 400 and disturbs none of the others
+    threads.append(threading.Thread(target=lambda: out.__setitem__("bad", tiny.post(
+        {"file": ("junk.wav", b"RIFF" + b"\x00" * 5000)}).status_code)))
     for t in threads:
         t.start()
     for t in threads:
         t.join(180)
     assert [out.get(i) for i in range(len(files))] == alone
+    assert out["bad"] == 400
     r = cli("run", "--gguf", pair[0], *files, "--piece-seconds", 10, "--max-new-tokens", NEW_TOKENS, "--threads", 2)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [t for t, _ in alone]
