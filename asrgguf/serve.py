@@ -168,6 +168,9 @@ class Scheduler:
         self._inside = 0                            # submitted and not finished
         self._ids = itertools.count(1)
         self._stop = False
+        # totals over the server's life, for /health (what the time went to)
+        self.stats = {"requests_done": 0, "pieces": 0, "encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0,
+                      "steps": 0, "step_rows": 0, "generated_tokens": 0}
         self.thread = threading.Thread(target=self._main, name="asrgguf-scheduler", daemon=True)
 
     # --- called from the asyncio side (any thread)
@@ -186,7 +189,11 @@ class Scheduler:
 
     def counts(self) -> dict:
         with self._lock:
-            return {"requests": self._inside, "capacity": self.capacity, "parallel": self.cfg.parallel}
+            st = dict(self.stats)
+            d = {"requests": self._inside, "capacity": self.capacity, "parallel": self.cfg.parallel}
+        st = {k: round(v, 3) if isinstance(v, float) else v for k, v in st.items()}
+        st["mean_rows_per_step"] = round(st["step_rows"] / st["steps"], 2) if st["steps"] else 0.0
+        return {**d, "totals": st}
 
     def submit(self, source, opts, emit) -> _Req:
         with self._lock:
@@ -260,6 +267,11 @@ class Scheduler:
                     for r in {j.tag[0] for j in b.active}:
                         self._fail(r, 500, f"decoding failed: {type(e).__name__}: {e}", "internal_error")
                     continue
+                rows = len(b.active)   # the jobs this step decoded (the finished ones have left)
+                with self._lock:
+                    self.stats["steps"] += 1 if rows else 0
+                    self.stats["step_rows"] += rows
+                    self.stats["prefill_s"], self.stats["decode_s"] = b.prefill_s, b.decode_s
                 for job in finished:
                     self._finished(job)
             elif not added:
@@ -337,7 +349,11 @@ class Scheduler:
             r = min(ready, key=lambda q: (q.active, q.id))
             piece, r.ahead = r.ahead, None
             try:
-                job = self.tr.make_job(piece, r.opts, tag=(r, piece))
+                t = {}
+                job = self.tr.make_job(piece, r.opts, t, tag=(r, piece))
+                with self._lock:
+                    self.stats["encode_s"] += sum(t.values())
+                    self.stats["pieces"] += 1
                 if r.opts.timestamps != "word":
                     piece.wav = None  # only the embeddings wait for the decode
                 b.add(job)
@@ -364,6 +380,8 @@ class Scheduler:
             self._fail(r, 500, f"{type(e).__name__}: {e}", "internal_error")
             return
         r.generated_tokens += len(job.ids)
+        with self._lock:
+            self.stats["generated_tokens"] += len(job.ids)
         r.done[piece.index] = seg
         self._deliver(r)
 
@@ -374,6 +392,8 @@ class Scheduler:
             r.emit("segment", seg)
             r.next_id += 1
         if r.n_pieces is not None and r.next_id >= r.n_pieces:
+            with self._lock:
+                self.stats["requests_done"] += 1
             r.emit("done", {"duration": r.end_s, "prompt_tokens": r.prompt_tokens,
                             "generated_tokens": r.generated_tokens})
             self._drop(r, None)

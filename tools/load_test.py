@@ -110,6 +110,14 @@ class Server:
             time.sleep(0.1)
         raise SystemExit(f"server not ready in {timeout} s")
 
+    def totals(self) -> dict:
+        import httpx
+
+        try:
+            return httpx.get(self.url + "/health", timeout=10).json().get("totals", {})
+        except Exception:  # noqa: BLE001 - only a report
+            return {}
+
     def stop(self) -> float:
         hwm = vm_hwm_mb(self.proc.pid)
         self.proc.terminate()
@@ -179,6 +187,7 @@ def run_config(args, parallel: int, clips, work: Path) -> dict:
             t.join(args.max_seconds + args.request_timeout)
         wall = time.perf_counter() - t0
         load1 = os.getloadavg()[0]
+        totals = srv.totals()
     finally:
         hwm = srv.stop()
     lat.sort()
@@ -190,7 +199,8 @@ def run_config(args, parallel: int, clips, work: Path) -> dict:
             "wall_s": round(wall, 2), "requests_per_s": round(len(lat) / wall, 3),
             "audio_s_per_s": round(audio / wall, 2), "p50_s": round(pct(0.5), 2), "p95_s": round(pct(0.95), 2),
             "mean_s": round(statistics.fmean(lat), 2) if lat else None, "server_peak_rss_mb": round(hwm),
-            "single_pass_s": round(alone_s, 2), "loadavg_1min_before_after": [load0, load1], "alone": alone}
+            "single_pass_s": round(alone_s, 2), "loadavg_1min_before_after": [round(load0, 1), round(load1, 1)], "server_totals": totals,
+            "alone": alone}
 
 
 def main() -> None:
