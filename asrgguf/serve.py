@@ -241,8 +241,10 @@ class Scheduler:
         try:
             self._loop()
         finally:
-            for r in list(self._reqs):
-                self._drop(r, None)
+            with self._lock:
+                left, self._inbox = self._reqs + self._inbox, []
+            for r in left:
+                self._drop(r, ApiError(503, "the server is shutting down", "shutting_down"))
             self.tr.close()
 
     def _loop(self) -> None:

@@ -238,7 +238,7 @@ def test_error_codes(tiny, clip5, tmp_path):
 def test_loading_busy_and_disconnect(pair, clip5, clip20):
     """503 while the model loads (the port already open); with 1 sequence and a queue of 1, a third request is
     429; clients that go away free their sequences at once, not when their decode would have ended."""
-    s = Server("--gguf", pair[0], "--parallel", 1, "--max-queue", 1, "--piece-seconds", 10, "--bench-tokens", 200)
+    s = Server("--gguf", pair[0], "--parallel", 1, "--max-queue", 1, "--piece-seconds", 10, "--bench-tokens", 100)
     try:
         # the first answer comes while loading (torch import + model load take seconds)
         t_end = time.monotonic() + 60
@@ -251,7 +251,7 @@ def test_loading_busy_and_disconnect(pair, clip5, clip20):
                 time.sleep(0.02)
         error(r, 503, "model_loading")
         s.wait_ready()
-        long_wav = clip20.read_bytes()   # 3 pieces of 200 tokens, one after the other on the one sequence
+        long_wav = clip20.read_bytes()   # 3 pieces of 100 tokens, one after the other on the one sequence
         clients = []
 
         def open_stream():
@@ -289,7 +289,7 @@ def test_loading_busy_and_disconnect(pair, clip5, clip20):
         assert freed < piece_s / 2, (freed, piece_s)
         # the server goes on: a new request gets every token
         v = s.post({"file": ("c.wav", clip5.read_bytes())}, key=None, data={"response_format": "verbose_json"}).json()
-        assert [len(seg["tokens"]) for seg in v["segments"]] == [200]
+        assert [len(seg["tokens"]) for seg in v["segments"]] == [100]
     finally:
         s.stop()
 

@@ -208,6 +208,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--requests", type=int, default=200, help="requests in all, per --parallel value")
     ap.add_argument("--parallel", type=int, nargs="+", default=[1, 8], help="server --parallel values to compare")
+    ap.add_argument("--clips", type=int, default=len(TARGETS), help="use the N shortest clips (1..8)")
     ap.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "asrgguf-load")
     ap.add_argument("--max-seconds", type=float, default=1800, help="no new requests after this long")
     ap.add_argument("--request-timeout", type=float, default=900)
@@ -221,9 +222,9 @@ def main() -> None:
         ap.error("give the model after --, e.g. -- --model demo")
     if not (1 <= args.clients <= 256 and 1 <= args.requests <= 10000):
         ap.error("--clients 1..256 and --requests 1..10000")
-    clips = make_clips(args.work)
+    clips = make_clips(args.work, TARGETS[:max(1, min(args.clips, len(TARGETS)))])
     print(f"machine: {machine()}", flush=True)
-    print(f"clips: {len(clips)}, {min(d for _, d in clips):.1f}-{max(d for _, d in clips):.1f} s, "
+    print(f"clips: {len(clips)} ({', '.join(f'{d:.1f}' for _, d in clips)} s), {min(d for _, d in clips):.1f}-{max(d for _, d in clips):.1f} s, "
           f"{sum(d for _, d in clips):.0f} s in all", flush=True)
     print(f"serve args: {' '.join(args.serve_args)}", flush=True)
     results = []
