@@ -1,4 +1,4 @@
-"""asrgguf command line: `run`, `quantize`, `languages`."""
+"""asrgguf command line: `run`, `quantize`, `languages`, `serve`."""
 from __future__ import annotations
 
 import gc
@@ -210,6 +210,72 @@ def languages():
 
     for name, codes in LANGUAGES.items():
         click.echo(f"{name}\t{', '.join(codes)}")
+
+
+@main.command()
+@click.option("--gguf", "gguf_path", type=click.Path(dir_okay=False), help="Decoder GGUF (qwen3vl).")
+@click.option("--mmproj", type=click.Path(dir_okay=False),
+              help="Audio encoder GGUF (qwen3a mmproj); default: the mmproj-*.gguf beside --gguf.")
+@click.option("--model", "model_dir", type=click.Path(file_okay=False),
+              help="Hugging Face checkpoint directory (quantized once to a cache), or 'demo'.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True, help="Port to listen on.")
+@click.option("--parallel", type=click.IntRange(1, 64), default=4, show_default=True,
+              help="Pieces decoded at once, from any requests, as parallel sequences of one llama.cpp context "
+                   "(continuous batching; more throughput, more KV-cache memory).")
+@click.option("--max-queue", type=click.IntRange(0), default=64, show_default=True,
+              help="Requests that may wait beyond --parallel; one more is answered 429.")
+@click.option("--max-upload-mb", type=click.FloatRange(0.001), default=25.0, show_default=True,
+              help="Largest upload (MiB); bigger ones are answered 413.")
+@click.option("--api-key", default=None, envvar="ASRGGUF_API_KEY",
+              help="Require 'Authorization: Bearer KEY' (or set ASRGGUF_API_KEY).")
+@click.option("--served-model-name", default=None,
+              help="The model id in /v1/models (default: 'demo', the checkpoint's or the decoder file's name).")
+@click.option("--max-new-tokens", type=click.IntRange(1), default=512, show_default=True,
+              help="Token limit per piece.")
+@click.option("--piece-seconds", type=click.FloatRange(10, 1200), default=30.0, show_default=True,
+              help="Long audio is cut near every PIECE-SECONDS, as `asrgguf run` cuts it.")
+@click.option("--device", default="auto", show_default=True, help="Encoder device: auto|cpu|cuda|mps.")
+@click.option("--dtype", default="auto", show_default=True,
+              help="Encoder dtype: auto|float32|float16|bfloat16 (auto: float32 on CPU, float16 on GPU).")
+@click.option("--n-gpu-layers", type=int, default=None,
+              help="Decoder layers on the GPU (default: all when llama.cpp has a GPU backend).")
+@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores).")
+@click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
+              show_default=True, help="uvicorn's log level.")
+@click.option("--bench-tokens", type=click.IntRange(1), default=None, hidden=True,
+              help="Benchmarks only: every piece generates exactly N tokens, ignoring end-of-turn.")
+def serve(gguf_path, mmproj, model_dir, host, port, parallel, max_queue, max_upload_mb, api_key,
+          served_model_name, max_new_tokens, piece_seconds, device, dtype, n_gpu_layers, threads, log_level,
+          bench_tokens):
+    """OpenAI-compatible transcription server: POST /v1/audio/transcriptions, GET /v1/models, GET /health.
+
+    One model in memory; pieces of all requests are decoded together (see docs/serve.md)."""
+    from . import serve as serve_mod
+
+    serve_mod.check_dependencies()
+    if bool(gguf_path) == bool(model_dir):
+        raise AsrggufError("give either --gguf DECODER.gguf or --model HF_DIR|demo")
+    if mmproj and not gguf_path:
+        raise AsrggufError("--mmproj goes with --gguf")
+    if gguf_path:
+        from .decoder import Decoder
+        from .transcribe import find_mmproj
+
+        Decoder.check_file(gguf_path)
+        if mmproj:
+            if not Path(mmproj).is_file():
+                raise AsrggufError(f"{mmproj}: no such mmproj file")
+        else:
+            find_mmproj(gguf_path)
+    elif model_dir != "demo" and not Path(model_dir).is_dir():
+        raise AsrggufError(f"{model_dir}: no such checkpoint directory")
+    cfg = serve_mod.ServeConfig(gguf=gguf_path, mmproj=mmproj, model_dir=model_dir, device=device, dtype=dtype,
+                                n_gpu_layers=n_gpu_layers, threads=threads, parallel=parallel, max_queue=max_queue,
+                                max_upload_mb=max_upload_mb, api_key=api_key, max_new_tokens=max_new_tokens,
+                                piece_seconds=piece_seconds, bench_tokens=bench_tokens,
+                                served_model_name=served_model_name)
+    serve_mod.serve(cfg, host, port, log_level)
 
 
 def cli_main() -> None:

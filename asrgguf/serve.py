@@ -1,0 +1,771 @@
+"""`asrgguf serve`: an OpenAI-compatible `/v1/audio/transcriptions` server over ONE Transcriber.
+
+Layout (the asyncio side never touches llama.cpp or torch):
+
+* the ASGI app (Starlette, run by uvicorn; uploads parsed by python-multipart) checks each request
+  (key, size, fields), hands its bytes to the scheduler and waits for events on an asyncio queue;
+* per request, a reader thread decodes the upload into pieces (`Transcriber.open_pieces`, the cuts of
+  `asrgguf run`), at most two pieces ahead;
+* one scheduler thread loads and owns the Transcriber and ONE `generate.Batcher` of `--parallel`
+  sequences: whenever a sequence is free it encodes the next ready piece (`make_job`) of the request
+  holding the fewest sequences (the oldest on ties) and prefills it; every `step` advances all active
+  pieces, of whatever requests, by one token; a finished piece's sequence is taken at the next step
+  (continuous batching). Segments reach their request in order, so a stream sends one
+  `transcript.text.delta` per piece as soon as it and the pieces before it are done.
+
+A request that fails (bad audio, a too-long prompt) gets its own error and frees its sequences; a
+client that goes away has its sequences freed (`Batcher.cancel`) at the next step. At most
+`parallel + max_queue` requests are inside at once; one more gets 429.
+
+Model names: `model` may be empty, the served model's id (GET /v1/models: the demo name, the
+checkpoint directory's name or the decoder file's stem, or --served-model-name), or a generic
+speech-to-text name (whisper-1, gpt-4o-transcribe, gpt-4o-mini-transcribe, anything starting with
+qwen3-asr, with or without an owner/ prefix, in any case): all mean the one loaded model. Any other
+name is a 404 `model_not_found`, as OpenAI and vLLM answer.
+"""
+from __future__ import annotations
+
+import asyncio
+import hmac
+import importlib.util
+import io
+import itertools
+import json
+import math
+import queue
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from .errors import AsrggufError
+
+RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
+GENERIC_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
+READ_AHEAD = 2          # pieces a reader decodes ahead of the decoder, per request
+PROMPT_ALLOWANCE = 256  # context positions per sequence kept for a request's prompt (its `prompt` field)
+
+
+def check_dependencies() -> None:
+    """One-line error when the serve extra is missing."""
+    missing = [pkg for mod, pkg in (("starlette", "starlette"), ("uvicorn", "uvicorn"),
+                                    ("python_multipart", "python-multipart"))
+               if importlib.util.find_spec(mod) is None]
+    if missing:
+        raise AsrggufError(f"asrgguf serve needs {', '.join(missing)}: pip install 'asrgguf[serve]'")
+
+
+@dataclass
+class ServeConfig:
+    gguf: str | None = None
+    mmproj: str | None = None
+    model_dir: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    n_gpu_layers: int | None = None
+    threads: int | None = None
+    parallel: int = 4
+    max_queue: int = 64
+    max_upload_mb: float = 25.0          # OpenAI's own limit
+    api_key: str | None = None
+    max_new_tokens: int = 512
+    piece_seconds: float = 30.0
+    bench_tokens: int | None = None      # benchmarks only: every piece generates exactly N tokens
+    served_model_name: str | None = None
+
+    @property
+    def model_id(self) -> str:
+        if self.served_model_name:
+            return self.served_model_name
+        if self.model_dir:
+            return Path(self.model_dir).name or str(self.model_dir)
+        name = Path(self.gguf or "model").name
+        return name[:-len(".gguf")] if name.endswith(".gguf") else name
+
+    def load(self):
+        from .transcribe import Transcriber
+
+        kw = dict(device=self.device, dtype=self.dtype, n_gpu_layers=self.n_gpu_layers, threads=self.threads,
+                  max_new_tokens=self.max_new_tokens)
+        if self.gguf:
+            return Transcriber.from_gguf(self.gguf, self.mmproj, **kw)
+        return Transcriber.from_pretrained(self.model_dir, **kw)
+
+
+class ApiError(Exception):
+    """An error answered as OpenAI does: {"error": {"message", "type", "code"}} with an HTTP status."""
+
+    TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "invalid_request_error",
+             413: "invalid_request_error", 429: "rate_limit_error", 500: "server_error", 503: "server_error"}
+
+    def __init__(self, status: int, message: str, code: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.code = status, message, code
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.TYPES.get(self.status, "server_error"),
+                          "param": None, "code": self.code}}
+
+
+def model_accepted(name: str | None, model_id: str) -> bool:
+    if not name:
+        return True
+    n = name.strip().lower()
+    base = n.rsplit("/", 1)[-1]
+    return n == model_id.lower() or base == model_id.lower() or base in GENERIC_MODELS or base.startswith("qwen3-asr")
+
+
+# ----------------------------------------------------------------------------- the scheduler
+class _EOF:
+    def __init__(self, n: int):
+        self.n = n
+
+
+class _Req:
+    """One transcription request inside the scheduler."""
+
+    def __init__(self, rid: int, source, opts, emit: Callable[[str, object], None]):
+        self.id = rid
+        self.source = source                        # a BytesIO named after the upload
+        self.opts = opts
+        self.emit = emit                            # emit(kind, payload), thread-safe
+        self.pieces: queue.Queue = queue.Queue(READ_AHEAD)
+        self.cancelled = False
+        self.started = False                        # the scheduler has checked it and started its reader
+        self.ahead = None                           # the next item taken from `pieces`
+        self.n_pieces: int | None = None            # known once the reader is at the end
+        self.active = 0                             # its jobs in the batcher
+        self.done: dict = {}
+        self.next_id = 0
+        self.prompt_tokens = 0
+        self.generated_tokens = 0
+        self.end_s = 0.0
+        self.finished = False
+
+
+class Scheduler:
+    """Owns the Transcriber and one Batcher in one thread; requests come in through `submit`."""
+
+    def __init__(self, cfg: ServeConfig, on_load_failed: Callable[[str], None] | None = None,
+                 load: Callable[[], object] | None = None):
+        self.cfg = cfg
+        self.on_load_failed = on_load_failed
+        self._load = load or cfg.load
+        self.tr = None
+        self.batcher = None
+        self.n_ctx = 0
+        self.loaded = threading.Event()
+        self.load_error: str | None = None
+        self.load_s = 0.0
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._inbox: list[_Req] = []
+        self._cancel: list[_Req] = []
+        self._reqs: list[_Req] = []                 # started, in arrival order (scheduler thread only)
+        self._inside = 0                            # submitted and not finished
+        self._ids = itertools.count(1)
+        self._stop = False
+        # totals over the server's life, for /health (what the time went to)
+        self.stats = {"requests_done": 0, "pieces": 0, "encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0,
+                      "steps": 0, "step_rows": 0, "generated_tokens": 0}
+        self.thread = threading.Thread(target=self._main, name="asrgguf-scheduler", daemon=True)
+
+    # --- called from the asyncio side (any thread)
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop = True
+        self._wake.set()
+        if self.thread.is_alive():
+            self.thread.join(timeout)
+
+    @property
+    def capacity(self) -> int:
+        return self.cfg.parallel + self.cfg.max_queue
+
+    def counts(self) -> dict:
+        with self._lock:
+            st = dict(self.stats)
+            d = {"requests": self._inside, "capacity": self.capacity, "parallel": self.cfg.parallel}
+        st = {k: round(v, 3) if isinstance(v, float) else v for k, v in st.items()}
+        st["mean_rows_per_step"] = round(st["step_rows"] / st["steps"], 2) if st["steps"] else 0.0
+        return {**d, "totals": st}
+
+    def submit(self, source, opts, emit) -> _Req:
+        with self._lock:
+            if self._inside >= self.capacity:
+                raise ApiError(429, f"the server is busy: {self._inside} requests are being transcribed or waiting "
+                                    f"(--parallel {self.cfg.parallel} + --max-queue {self.cfg.max_queue}); "
+                                    f"retry later", "queue_full")
+            self._inside += 1
+            r = _Req(next(self._ids), source, opts, emit)
+            self._inbox.append(r)
+        self._wake.set()
+        return r
+
+    def cancel(self, r: _Req) -> None:
+        """The client went away: free its sequences at the next step."""
+        if r.finished:
+            return
+        r.cancelled = True
+        with self._lock:
+            self._cancel.append(r)
+        self._wake.set()
+
+    # --- the scheduler thread
+    def _main(self) -> None:
+        from .generate import Batcher
+        from .transcribe import Options
+
+        t0 = time.perf_counter()
+        try:
+            self.tr = self._load()
+            base = Options.make(max_new_tokens=self.cfg.max_new_tokens, piece_seconds=self.cfg.piece_seconds,
+                                bench_tokens=self.cfg.bench_tokens)
+            n = self.tr.positions_needed(base) + PROMPT_ALLOWANCE
+            self.batcher = Batcher(self.tr.decoder, self.tr.stop_ids, self.cfg.parallel, n)
+            self.n_ctx = self.tr.decoder.n_ctx
+        except BaseException as e:  # noqa: BLE001 - reported as one line, the server then exits
+            self.load_error = str(e).splitlines()[0] if str(e) else type(e).__name__
+            if not isinstance(e, AsrggufError):
+                self.load_error = f"{type(e).__name__}: {self.load_error}"
+            if self.on_load_failed:
+                self.on_load_failed(self.load_error)
+            return
+        self.load_s = time.perf_counter() - t0
+        self.loaded.set()
+        try:
+            self._loop()
+        finally:
+            with self._lock:
+                left, self._inbox = self._reqs + self._inbox, []
+            for r in left:
+                self._drop(r, ApiError(503, "the server is shutting down", "shutting_down"))
+            self.tr.close()
+
+    def _loop(self) -> None:
+        b = self.batcher
+        while not self._stop:
+            self._wake.clear()
+            with self._lock:
+                inbox, self._inbox = self._inbox, []
+                cancels, self._cancel = self._cancel, []
+            for r in cancels:
+                if r in self._reqs:
+                    self._drop(r, None)
+            for r in inbox:
+                self._admit(r)
+            self._look_ahead()
+            added = self._fill()
+            if b.active:
+                try:
+                    finished = b.step()
+                except Exception as e:  # noqa: BLE001 - the requests in the step fail, the server goes on
+                    traceback.print_exc(file=sys.stderr)
+                    for r in {j.tag[0] for j in b.active}:
+                        self._fail(r, 500, f"decoding failed: {type(e).__name__}: {e}", "internal_error")
+                    continue
+                rows = len(b.active)   # the jobs this step decoded (the finished ones have left)
+                with self._lock:
+                    self.stats["steps"] += 1 if rows else 0
+                    self.stats["step_rows"] += rows
+                    self.stats["prefill_s"], self.stats["decode_s"] = b.prefill_s, b.decode_s
+                for job in finished:
+                    self._finished(job)
+            elif not added:
+                self._wake.wait(0.5)
+
+    def _admit(self, r: _Req) -> None:
+        """Check what can be checked before reading any audio, then start its reader."""
+        if r.cancelled:
+            self._release(r)
+            return
+        try:
+            need = self.tr.positions_needed(r.opts)
+        except Exception as e:  # noqa: BLE001
+            self._fail(r, 500, f"{type(e).__name__}: {e}", "internal_error")
+            return
+        if need > self.n_ctx:
+            self._fail(r, 400, f"the prompt is too long: a piece of this request can need {need} context positions "
+                               f"and a sequence holds {self.n_ctx} (shorten the prompt by {need - self.n_ctx} "
+                               f"tokens or more)", "prompt_too_long")
+            return
+        r.started = True
+        self._reqs.append(r)
+        threading.Thread(target=self._read, args=(r,), name=f"asrgguf-reader-{r.id}", daemon=True).start()
+
+    def _read(self, r: _Req) -> None:
+        """Reader thread: the upload -> pieces, READ_AHEAD at most waiting."""
+        def put(item) -> bool:
+            while not r.cancelled and not self._stop:
+                try:
+                    r.pieces.put(item, timeout=0.5)
+                except queue.Full:
+                    continue
+                self._wake.set()
+                return True
+            return False
+
+        try:
+            _, duration, pieces = self.tr.open_pieces(r.source, r.opts.piece_seconds)
+            n = 0
+            for p in pieces:
+                if n == 0:
+                    r.emit("ready", {"duration": duration})
+                if not put(p):
+                    return
+                n += 1
+            put(_EOF(n))
+        except AsrggufError as e:
+            put(ApiError(400, str(e), "invalid_audio"))
+        except Exception as e:  # noqa: BLE001 - this request fails, the others go on
+            put(ApiError(500, f"reading the audio failed: {type(e).__name__}: {e}", "internal_error"))
+        finally:
+            r.source = None
+
+    def _look_ahead(self) -> None:
+        for r in list(self._reqs):
+            while r.ahead is None and not r.finished:
+                try:
+                    item = r.pieces.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, ApiError):
+                    self._fail(r, item.status, item.message, item.code)
+                elif isinstance(item, _EOF):
+                    r.n_pieces = item.n
+                    self._deliver(r)
+                else:
+                    r.ahead = item
+
+    def _fill(self) -> bool:
+        b, added = self.batcher, False
+        while b.free:
+            ready = [r for r in self._reqs if r.ahead is not None]
+            if not ready:
+                break
+            r = min(ready, key=lambda q: (q.active, q.id))
+            piece, r.ahead = r.ahead, None
+            try:
+                t = {}
+                job = self.tr.make_job(piece, r.opts, t, tag=(r, piece))
+                with self._lock:
+                    self.stats["encode_s"] += sum(t.values())
+                    self.stats["pieces"] += 1
+                if r.opts.timestamps != "word":
+                    piece.wav = None  # only the embeddings wait for the decode
+                b.add(job)
+            except AsrggufError as e:
+                self._fail(r, 400, str(e), "invalid_request")
+                continue
+            except Exception as e:  # noqa: BLE001
+                self._fail(r, 500, f"{type(e).__name__}: {e}", "internal_error")
+                continue
+            r.active += 1
+            r.prompt_tokens += len(job.prompt)
+            added = True
+            self._look_ahead()
+        return added
+
+    def _finished(self, job) -> None:
+        r, piece = job.tag
+        if r.finished or job.cancelled:
+            return
+        r.active -= 1
+        try:
+            seg = self.tr.segment(job, piece, r.opts)
+        except Exception as e:  # noqa: BLE001
+            self._fail(r, 500, f"{type(e).__name__}: {e}", "internal_error")
+            return
+        r.generated_tokens += len(job.ids)
+        with self._lock:
+            self.stats["generated_tokens"] += len(job.ids)
+        r.done[piece.index] = seg
+        self._deliver(r)
+
+    def _deliver(self, r: _Req) -> None:
+        while r.next_id in r.done:
+            seg = r.done.pop(r.next_id)
+            r.end_s = max(r.end_s, seg.end)
+            r.emit("segment", seg)
+            r.next_id += 1
+        if r.n_pieces is not None and r.next_id >= r.n_pieces:
+            with self._lock:
+                self.stats["requests_done"] += 1
+            r.emit("done", {"duration": r.end_s, "prompt_tokens": r.prompt_tokens,
+                            "generated_tokens": r.generated_tokens})
+            self._drop(r, None)
+
+    def _fail(self, r: _Req, status: int, message: str, code: str | None) -> None:
+        self._drop(r, ApiError(status, message, code))
+
+    def _drop(self, r: _Req, err: ApiError | None) -> None:
+        if r.finished:
+            return
+        if err is not None and not r.cancelled:
+            r.emit("error", err)
+        r.cancelled = r.cancelled or err is not None  # stops its reader
+        if self.batcher is not None:
+            for job in [j for j in self.batcher.active if j.tag[0] is r]:
+                self.batcher.cancel(job)
+        if r in self._reqs:
+            self._reqs.remove(r)
+        self._release(r)
+
+    def _release(self, r: _Req) -> None:
+        if not r.finished:
+            r.finished = True
+            r.cancelled = True
+            r.ahead = None
+            with self._lock:
+                self._inside -= 1
+
+
+# ----------------------------------------------------------------------------- responses
+def _transcription(segs: list, duration: float, name: str, timestamps: str, model: dict):
+    from .output import join_texts, merge_languages
+    from .transcribe import Transcription
+
+    return Transcription(audio=name, language=merge_languages(s.language for s in segs),
+                         text=join_texts(s.text for s in segs), segments=segs, duration=duration,
+                         model=dict(model), timing="word" if timestamps == "word" else "interpolated")
+
+
+def verbose_json(res, words: bool) -> dict:
+    """OpenAI's verbose_json: the pieces as segments (exact start/end; no logprob figures: the model's
+    greedy decode keeps none), words when asked for and an aligner gave them."""
+    d = {"task": "transcribe", "language": res.language.lower(), "duration": round(res.duration, 3),
+         "text": res.text,
+         "segments": [{"id": s.id, "seek": int(round(s.start * 100)), "start": round(s.start, 3),
+                       "end": round(s.end, 3), "text": s.text, "tokens": list(s.token_ids), "temperature": 0.0}
+                      for s in res.segments],
+         "usage": {"type": "duration", "seconds": round(res.duration, 3)}}
+    if words:
+        d["words"] = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
+                      for s in res.segments for w in (s.words or [])]
+    return d
+
+
+# ----------------------------------------------------------------------------- the app
+class _TooLarge(Exception):
+    pass
+
+
+def _limited(receive, limit: int):
+    """An ASGI receive that raises _TooLarge once the body passes `limit` bytes."""
+    seen = 0
+
+    async def wrapped():
+        nonlocal seen
+        msg = await receive()
+        if msg.get("type") == "http.request":
+            seen += len(msg.get("body", b""))
+            if seen > limit:
+                raise _TooLarge()
+        return msg
+    return wrapped
+
+
+async def _wait_disconnect(receive) -> None:
+    while True:
+        msg = await receive()
+        if msg.get("type") == "http.disconnect":
+            return
+
+
+def create_app(cfg: ServeConfig, scheduler: Scheduler | None = None):
+    check_dependencies()
+    from starlette.applications import Starlette
+    from starlette.datastructures import UploadFile
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    from . import formats
+    from .languages import normalize_language
+    from .transcribe import Options
+
+    sched = scheduler or Scheduler(cfg)
+    limit = int(cfg.max_upload_mb * 1024 * 1024)
+    created = int(time.time())
+
+    def error(e: ApiError) -> JSONResponse:
+        return JSONResponse(e.body(), status_code=e.status,
+                            headers={"WWW-Authenticate": "Bearer"} if e.status == 401 else None)
+
+    def check_key(request) -> None:
+        if not cfg.api_key:
+            return
+        auth = request.headers.get("authorization", "")
+        given = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+        if not hmac.compare_digest(given.encode(), cfg.api_key.encode()):
+            raise ApiError(401, "incorrect API key provided" if given else
+                           "missing API key: send 'Authorization: Bearer KEY'", "invalid_api_key")
+
+    def check_loaded() -> None:
+        if not sched.loaded.is_set():
+            raise ApiError(503, "the model is loading; retry shortly", "model_loading")
+
+    async def health(request):
+        if not sched.loaded.is_set():
+            return error(ApiError(503, "the model is loading", "model_loading"))
+        return JSONResponse({"status": "ok", "model": cfg.model_id, **sched.counts()})
+
+    async def models(request):
+        try:
+            check_key(request)
+        except ApiError as e:
+            return error(e)
+        return JSONResponse({"object": "list", "data": [
+            {"id": cfg.model_id, "object": "model", "created": created, "owned_by": "asrgguf"}]})
+
+    async def transcriptions(request):
+        try:
+            check_key(request)
+            check_loaded()
+            return await _transcribe(request)
+        except ApiError as e:
+            return error(e)
+
+    async def _form(request):
+        cl = request.headers.get("content-length")
+        if cl and cl.isdigit() and int(cl) > limit:
+            raise ApiError(413, f"the upload is {int(cl)} bytes, over the server's limit of {limit} bytes "
+                                f"(--max-upload-mb {cfg.max_upload_mb:g})", "file_too_large")
+        req = Request(request.scope, _limited(request.receive, limit))
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data") and not ctype.startswith("application/x-www-form-urlencoded"):
+            raise ApiError(400, "send the audio as multipart/form-data with a 'file' field", "invalid_request")
+        try:
+            return await req.form(max_files=1, max_fields=64)
+        except _TooLarge:
+            raise ApiError(413, f"the upload is over the server's limit of {limit} bytes "
+                                f"(--max-upload-mb {cfg.max_upload_mb:g})", "file_too_large") from None
+        except Exception as e:  # noqa: BLE001 - multipart errors (starlette's HTTPException, parser errors)
+            detail = getattr(e, "detail", None) or str(e) or type(e).__name__
+            raise ApiError(400, f"cannot parse the form: {detail}", "invalid_request") from None
+
+    async def _transcribe(request):
+        form = await _form(request)
+        try:
+            return await _handle(request, form)
+        finally:
+            await form.close()
+
+    async def _handle(request, form):
+        f = form.get("file")
+        if not isinstance(f, UploadFile):
+            raise ApiError(400, "no audio: send the file in a multipart field named 'file'", "missing_file")
+        model = form.get("model")
+        if isinstance(model, str) and not model_accepted(model, cfg.model_id):
+            raise ApiError(404, f"the model {model!r} is not served here (this server serves {cfg.model_id!r}; "
+                                f"generic names such as whisper-1 or qwen3-asr are accepted too)", "model_not_found")
+        fmt = str(form.get("response_format") or "json").strip().lower()
+        if fmt not in RESPONSE_FORMATS:
+            raise ApiError(400, f"unknown response_format {fmt!r} ({', '.join(RESPONSE_FORMATS)})",
+                           "invalid_response_format")
+        temp = form.get("temperature")
+        if temp not in (None, ""):
+            try:
+                tv = float(temp)
+            except ValueError:
+                tv = math.nan
+            if tv != 0.0:
+                raise ApiError(400, f"temperature {temp!r}: only 0 is supported (greedy decoding, as the "
+                                    f"official package)", "invalid_temperature")
+        try:
+            language = normalize_language(form.get("language") or None)
+        except AsrggufError as e:
+            raise ApiError(400, str(e), "unknown_language") from None
+        grans = [str(g).strip().lower() for g in form.getlist("timestamp_granularities[]") +
+                 form.getlist("timestamp_granularities")]
+        bad = [g for g in grans if g not in ("segment", "word")]
+        if bad:
+            raise ApiError(400, f"unknown timestamp_granularities {bad[0]!r} (segment, word)",
+                           "invalid_timestamp_granularities")
+        words = "word" in grans
+        if words and fmt != "verbose_json":
+            raise ApiError(400, "timestamp_granularities word needs response_format verbose_json",
+                           "invalid_timestamp_granularities")
+        if words and getattr(sched.tr, "aligner", None) is None:
+            raise ApiError(400, "word timestamps need an aligner, and this server has none loaded",
+                           "word_timestamps_unavailable")
+        stream = str(form.get("stream") or "false").strip().lower() in ("true", "1", "yes")
+        prompt = form.get("prompt") or ""
+        if not isinstance(prompt, str):
+            raise ApiError(400, "prompt must be text", "invalid_request")
+        try:
+            opts = Options.make(language=language, context=prompt, max_new_tokens=cfg.max_new_tokens,
+                                piece_seconds=cfg.piece_seconds, bench_tokens=cfg.bench_tokens,
+                                timestamps="word" if words else "segment")
+        except AsrggufError as e:
+            raise ApiError(400, str(e), "invalid_request") from None
+        data = await f.read()
+        name = f.filename or "upload"
+        if not data:
+            raise ApiError(400, f"{name}: file is empty", "invalid_audio")
+        src = io.BytesIO(data)
+        src.name = name
+        del data
+
+        loop = asyncio.get_running_loop()
+        events: asyncio.Queue = asyncio.Queue()
+
+        def emit(kind, payload):
+            try:
+                loop.call_soon_threadsafe(events.put_nowait, (kind, payload))
+            except RuntimeError:  # the event loop has closed (shutting down): nobody is listening
+                pass
+
+        r = sched.submit(src, opts, emit)
+        gone = asyncio.ensure_future(_wait_disconnect(request.receive))
+
+        async def next_event():
+            get = asyncio.ensure_future(events.get())
+            done, _ = await asyncio.wait({get, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if get in done:
+                return get.result()
+            get.cancel()
+            return None
+
+        try:
+            first = await next_event()
+        except BaseException:
+            sched.cancel(r)
+            gone.cancel()
+            raise
+        if first is None:
+            sched.cancel(r)
+            return Response(status_code=499)
+        if first[0] == "error":
+            gone.cancel()
+            raise first[1]
+        pending = [] if first[0] == "ready" else [first]   # no pieces at all: "done" comes first
+
+        async def next_event_after_first():
+            return pending.pop() if pending else await next_event()
+
+        if stream:
+            async def sse():
+                text, usage = "", {}
+                try:
+                    while True:
+                        ev = await next_event_after_first()
+                        if ev is None:
+                            return
+                        kind, payload = ev
+                        if kind == "segment":
+                            from .output import join_texts
+                            new = join_texts([text, payload.text])
+                            delta, text = new[len(text):], new
+                            if delta:
+                                yield _sse({"type": "transcript.text.delta", "delta": delta})
+                        elif kind == "done":
+                            usage = {"type": "tokens", "input_tokens": payload["prompt_tokens"],
+                                     "output_tokens": payload["generated_tokens"],
+                                     "total_tokens": payload["prompt_tokens"] + payload["generated_tokens"]}
+                            yield _sse({"type": "transcript.text.done", "text": text, "usage": usage})
+                            return
+                        elif kind == "error":
+                            yield _sse(payload.body())
+                            return
+                finally:
+                    sched.cancel(r)
+                    gone.cancel()
+            return StreamingResponse(sse(), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+        segs, fin = [], None
+        try:
+            while fin is None:
+                ev = await next_event_after_first()
+                if ev is None:
+                    sched.cancel(r)
+                    return Response(status_code=499)
+                kind, payload = ev
+                if kind == "segment":
+                    segs.append(payload)
+                elif kind == "error":
+                    raise payload
+                elif kind == "done":
+                    fin = payload
+        finally:
+            sched.cancel(r)
+            gone.cancel()
+        res = _transcription(segs, fin["duration"], name, opts.timestamps, sched.tr.model_info)
+        if fmt == "json":
+            return JSONResponse({"text": res.text, "usage": {"type": "duration", "seconds": round(res.duration, 3)}})
+        if fmt == "text":
+            return PlainTextResponse(res.text + "\n")
+        if fmt == "srt":
+            return PlainTextResponse(formats.to_srt(res), media_type="application/x-subrip")
+        if fmt == "vtt":
+            return PlainTextResponse(formats.to_vtt(res), media_type="text/vtt")
+        return JSONResponse(verbose_json(res, words))
+
+    async def not_found(request, exc):
+        return error(ApiError(404, f"no route {request.method} {request.url.path}", "not_found"))
+
+    async def method_not_allowed(request, exc):
+        return error(ApiError(405, f"method {request.method} not allowed on {request.url.path}", "method_not_allowed"))
+
+    async def internal(request, exc):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        return error(ApiError(500, f"internal error: {type(exc).__name__}", "internal_error"))
+
+    def lifespan(app):
+        import contextlib
+
+        @contextlib.asynccontextmanager
+        async def span():
+            if not sched.thread.is_alive() and not sched.loaded.is_set():
+                sched.start()
+            yield
+            await asyncio.get_running_loop().run_in_executor(None, sched.stop)
+        return span()
+
+    app = Starlette(routes=[
+        Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+        Route("/health", health, methods=["GET"]),
+    ], exception_handlers={404: not_found, 405: method_not_allowed, 500: internal}, lifespan=lifespan)
+    app.state.scheduler = sched
+    return app
+
+
+def _sse(obj: dict) -> str:
+    return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
+
+
+def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
+    """Run the server until interrupted; the model loads in the background (GET /health: 503 until then).
+
+    A model that fails to load stops the server with that error (AsrggufError)."""
+    check_dependencies()
+    import uvicorn
+
+    server = None
+
+    def failed(msg: str) -> None:
+        print(f"asrgguf: error: {msg}", file=sys.stderr, flush=True)
+        if server is not None:
+            server.should_exit = True
+
+    sched = Scheduler(cfg, on_load_failed=failed)
+    app = create_app(cfg, sched)
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5,
+                            lifespan="on")
+    server = uvicorn.Server(config)
+
+    def announce():
+        if sched.loaded.wait(None) and not sched.load_error:
+            print(f"asrgguf: {cfg.model_id} loaded in {sched.load_s:.1f} s; serving on http://{host}:{port} "
+                  f"(--parallel {cfg.parallel})", file=sys.stderr, flush=True)
+    threading.Thread(target=announce, daemon=True).start()
+    server.run()
+    if sched.load_error:
+        raise AsrggufError(sched.load_error)
