@@ -1,7 +1,10 @@
 """asrgguf command line: `run`, `quantize`, `languages`."""
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -15,6 +18,23 @@ def _fail(msg: str, code: int = 1):
     sys.exit(code)
 
 
+class Terminated(BaseException):
+    """SIGTERM as an exception, so that the code it interrupts removes its temporary files (as for Ctrl-C)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
+def _stdout_closed():
+    """The reader of standard output went away: nothing more can be printed there (and the exit's flush
+    must not fail either)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    _fail("standard output was closed; stopped")
+
+
 class _Group(click.Group):
     def invoke(self, ctx):
         try:
@@ -23,6 +43,24 @@ class _Group(click.Group):
             _fail(str(e))
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except Terminated:
+            _fail("terminated", 143)
+        except BrokenPipeError:
+            _stdout_closed()
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except MemoryError:
+            _fail("out of memory")
+        except OSError as e:  # a file the run writes or reads outside the checked paths (disk full, ...)
+            if os.environ.get("ASRGGUF_DEBUG"):
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            _fail(f"{where}{e.strerror or type(e).__name__}")
+        except Exception as e:  # a bug: still one line (ASRGGUF_DEBUG=1 shows the traceback)
+            if os.environ.get("ASRGGUF_DEBUG"):
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "no message"
+            _fail(f"internal error ({type(e).__name__}: {first}); ASRGGUF_DEBUG=1 shows the traceback")
 
 
 @click.group(cls=_Group)
@@ -42,9 +80,10 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
 @click.option("--mmproj", type=click.Path(dir_okay=False),
               help="Audio encoder GGUF (qwen3a mmproj); default: the mmproj-*.gguf beside --gguf.")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False),
-              help="Hugging Face checkpoint directory: quantized once to a cache (q8_0), then reused; "
-                   "'demo': the built-in demo model (small, English, trained on espeak-ng speech; "
-                   "a directory named demo: ./demo).")
+              help="Hugging Face checkpoint: a directory, or a model name (Qwen/Qwen3-ASR-0.6B) fetched into "
+                   "the Hugging Face cache (HF_HOME, HF_HUB_OFFLINE honoured); quantized once to asrgguf's cache "
+                   "(q8_0), then reused; 'demo': the built-in demo model (small, English, trained on espeak-ng "
+                   "speech; a directory named demo: ./demo).")
 @click.option("--language", default="auto", show_default=True,
               help="Force the language: a name (English, any case) or an ISO code (en); auto detects.")
 @click.option("--context", default="", help="Context text for the system prompt (names, terms).")
@@ -83,16 +122,21 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
     from .audio import probe
     from .decoder import Decoder
     from .languages import normalize_language
-    from .transcribe import Options, Transcriber
+    from .transcribe import Options, Transcriber, check_device_dtype
 
     if bool(gguf_path) == bool(model_dir):
-        raise AsrggufError("give either --gguf DECODER.gguf or --model HF_DIR")
+        raise AsrggufError("give either --gguf DECODER.gguf or --model HF_DIR|ORG/NAME")
     if mmproj and not gguf_path:
         raise AsrggufError("--mmproj goes with --gguf")
+    if overwrite and not output_dir:
+        raise AsrggufError("--overwrite goes with --output-dir")
+    if quiet and progress:
+        raise AsrggufError("--quiet and --progress contradict each other; give one")
     opts = dict(language=normalize_language(language), context=context, max_new_tokens=max_new_tokens,
                 piece_seconds=piece_seconds, parallel=parallel, repetition_guard=not no_repetition_guard,
                 bench_tokens=bench_tokens)
     Options.make(**opts)  # fail before loading anything
+    check_device_dtype(device, dtype)
     if out_text:
         batch.check_writable(Path(out_text))
     if output_dir:
@@ -103,8 +147,12 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
     def report(msg: str) -> None:
         prog.write(f"asrgguf: error: {msg}")
 
-    if gguf_path:
-        Decoder.check_file(gguf_path)  # header errors (missing, not a GGUF, wrong architecture) first
+    if gguf_path:  # header errors (missing, not a GGUF, wrong architecture, missing keys) first
+        from .mmproj import check_mmproj
+        from .transcribe import find_mmproj
+
+        Decoder.check_file(gguf_path)
+        check_mmproj(mmproj or find_mmproj(gguf_path))
     items = batch.expand_inputs(list(audio))
     outs = batch.assign_outputs(items, Path(output_dir), fmt) if output_dir else {}
     todo: list[int] = []
@@ -202,12 +250,30 @@ def languages():
 
 
 def cli_main() -> None:
-    """The `asrgguf` command: click's main, and no final garbage collection when the process ends.
+    """The `asrgguf` command: click's main with one-line usage errors, SIGTERM handled as Ctrl-C is
+    (temporary files removed, exit 143), and no final garbage collection when the process ends.
 
     The interpreter's last collection walks every object torch made: about 0.2 s of each run's exit
     on 2 cores (docs/benchmarks.md). Frozen objects are skipped; the OS frees the memory anyway."""
+    with contextlib.suppress(ValueError):  # not the main thread (embedded): leave the handler alone
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        main()
+        try:
+            rv = main(standalone_mode=False)
+        except click.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `asrgguf`: the help, as click prints it
+                click.echo(e.format_message(), err=True)
+                sys.exit(e.exit_code)
+            _fail(e.format_message(), e.exit_code)
+        except click.ClickException as e:
+            _fail(e.format_message(), e.exit_code)
+        except click.Abort:
+            _fail("interrupted", 130)
+        except Terminated:
+            _fail("terminated", 143)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        sys.exit(rv if isinstance(rv, int) else 0)
     finally:
         gc.freeze()
 

@@ -135,6 +135,17 @@ class Options:
         return cls(**{**o.__dict__, "language": lang, "context": o.context or "", "piece_seconds": float(o.piece_seconds)})
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def check_device_dtype(device: str | None, dtype: str | None) -> None:
+    """Unknown --device / --dtype names, before anything loads (availability is checked at load)."""
+    if (device or "auto").lower() not in DEVICES:
+        raise AsrggufError(f"unknown --device {device!r} (auto, cpu, cuda, mps)")
+    if (dtype or "auto").lower() not in ("auto", *_DTYPES):
+        raise AsrggufError(f"unknown --dtype {dtype!r} (auto, float32, float16, bfloat16)")
+
+
 def pick_device(device: str = "auto") -> "torch.device":
     import torch
 
@@ -231,7 +242,12 @@ class Transcriber:
                   flash_attn: bool | None = None) -> "Transcriber":
         t0 = time.perf_counter()
         opts = DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn)
+        from .mmproj import check_mmproj
+
+        check_device_dtype(device, dtype)
         Decoder.check_file(decoder)  # header errors first, before anything slow
+        mm = Path(mmproj) if mmproj else find_mmproj(decoder)
+        check_mmproj(mm)
 
         def load_encoder():
             import torch
@@ -242,7 +258,6 @@ class Transcriber:
             dt = pick_dtype(dtype, dev)
             if threads:
                 torch.set_num_threads(threads)
-            mm = Path(mmproj) if mmproj else find_mmproj(decoder)
             return load_from_gguf(mm, device=dev, dtype=dt), mm, dev, dt
 
         if llama_gpu_backends():
@@ -267,28 +282,41 @@ class Transcriber:
         return cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, outtype: str = "q8_0", cache_dir: str | Path | None = None,
+    def from_pretrained(cls, model: str | Path, outtype: str = "q8_0", cache_dir: str | Path | None = None,
                         **kw) -> "Transcriber":
         """Quantize a Hugging Face checkpoint once into a cache, then load the GGUF pair from there.
 
-        The name "demo" loads the built-in demo model's packaged pair (a directory named demo: "./demo")."""
-        from . import demo
+        model: a checkpoint directory; a hub model name ("Qwen/Qwen3-ASR-0.6B"), fetched with
+        huggingface_hub into its cache (HF_HOME, HF_HUB_OFFLINE honoured; only the files needed);
+        or "demo", the built-in demo model's packaged pair (a directory named demo: "./demo").
+        outtype: the decoder's type (q8_0); cache_dir: where the GGUF pair goes (default: the
+        asrgguf cache, $ASRGGUF_CACHE or ~/.cache/asrgguf, one directory per model). Other keywords
+        go to `from_gguf`."""
+        from . import demo, hub
         from .convert import output_paths, quantize_checkpoint
 
-        if isinstance(model_dir, str) and model_dir == demo.NAME:  # packaged: nothing to quantize or cache
+        if isinstance(model, str) and model == demo.NAME:  # packaged: nothing to quantize or cache
             if outtype != "q8_0":
                 raise AsrggufError(f"the demo model ships as q8_0 only; for {outtype}: "
                                    f"asrgguf quantize {demo.CHECKPOINT} --outtype {outtype}")
             return cls.from_gguf(demo.DECODER, demo.MMPROJ, **kw)
-        model_dir = Path(model_dir)
-        if not model_dir.is_dir():
-            raise AsrggufError(f"{model_dir}: no such checkpoint directory")
-        cache = Path(cache_dir) if cache_dir else default_cache_dir() / model_dir.resolve().name
-        dec, mm = output_paths(model_dir, outtype, cache, "f32" if outtype == "f32" else "f16")
+        name = None
+        if isinstance(model, str) and hub.is_model_name(model):
+            name = model.split("/", 1)[1]
+            model_dir = hub.snapshot(model)
+            cache = Path(cache_dir) if cache_dir else default_cache_dir() / hub.cache_name(model)
+        else:
+            model_dir = Path(model)
+            if not model_dir.is_dir():
+                raise AsrggufError(f"{model_dir}: no such checkpoint directory (nor a model name such as "
+                                   f"Qwen/Qwen3-ASR-0.6B)")
+            cache = Path(cache_dir) if cache_dir else default_cache_dir() / model_dir.resolve().name
+        mm_type = "f32" if outtype == "f32" else "f16"
+        dec, mm = output_paths(model_dir, outtype, cache, mm_type, name=name)
         stamp = cache / f".source-{outtype}"
         src_id = _checkpoint_stamp(model_dir)
         if not (dec.exists() and mm.exists() and stamp.exists() and stamp.read_text() == src_id):
-            quantize_checkpoint(model_dir, outtype, cache, mmproj_type="f32" if outtype == "f32" else "f16")
+            quantize_checkpoint(model_dir, outtype, cache, mmproj_type=mm_type, name=name)
             stamp.write_text(src_id)
         return cls.from_gguf(dec, mm, **kw)
 
