@@ -10,20 +10,12 @@ from pathlib import Path
 
 import click
 
-from .errors import AsrggufError
+from .errors import SIGNALS, AsrggufError, Terminated, deferred_signals, on_signal, signal_exception
 
 
 def _fail(msg: str, code: int = 1):
     click.echo(f"asrgguf: error: {msg}", err=True)
     sys.exit(code)
-
-
-class Terminated(BaseException):
-    """SIGTERM as an exception, so that the code it interrupts removes its temporary files (as for Ctrl-C)."""
-
-
-def _on_sigterm(signum, frame):
-    raise Terminated()
 
 
 def _stdout_closed():
@@ -57,6 +49,9 @@ class _Group(click.Group):
             where = f"{e.filename}: " if e.filename else ""
             _fail(f"{where}{e.strerror or type(e).__name__}")
         except Exception as e:  # a bug: still one line (ASRGGUF_DEBUG=1 shows the traceback)
+            if SIGNALS:  # Ctrl-C turned into another exception inside a C extension (numpy does this)
+                _fail(*(("interrupted", 130) if isinstance(signal_exception(SIGNALS[-1]), KeyboardInterrupt)
+                        else ("terminated", 143)))
             if os.environ.get("ASRGGUF_DEBUG"):
                 raise
             first = str(e).strip().splitlines()[0] if str(e).strip() else "no message"
@@ -201,6 +196,8 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
                 summary.failed += 1
                 continue
             except Exception as e:  # one bad input must not stop the batch
+                if SIGNALS:  # ... but Ctrl-C must, even when a C extension turned it into another exception
+                    raise signal_exception(SIGNALS[-1]) from None
                 report(f"{it.source}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'failed'}")
                 summary.failed += 1
                 continue
@@ -234,8 +231,9 @@ def quantize(model_dir, outtype, mmproj_type, outdir, threads, quiet):
     from .convert import quantize_checkpoint
 
     mm = mmproj_type or ("f32" if outtype.lower() == "f32" else "f16")
-    dec, mmp = quantize_checkpoint(model_dir, outtype, outdir, mm, progress=None if not quiet else False,
-                                   threads=threads)
+    with deferred_signals():  # Ctrl-C / SIGTERM stop at the next block: temporary files removed, nothing half-written
+        dec, mmp = quantize_checkpoint(model_dir, outtype, outdir, mm, progress=None if not quiet else False,
+                                       threads=threads)
     click.echo(str(dec))
     click.echo(str(mmp))
 
@@ -255,8 +253,9 @@ def cli_main() -> None:
 
     The interpreter's last collection walks every object torch made: about 0.2 s of each run's exit
     on 2 cores (docs/benchmarks.md). Frozen objects are skipped; the OS frees the memory anyway."""
-    with contextlib.suppress(ValueError):  # not the main thread (embedded): leave the handler alone
-        signal.signal(signal.SIGTERM, _on_sigterm)
+    with contextlib.suppress(ValueError):  # not the main thread (embedded): leave the handlers alone
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
     try:
         try:
             rv = main(standalone_mode=False)

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import gguf_names as names
 from .checkpoint import Checkpoint
-from .errors import AsrggufError
+from .errors import AsrggufError, check_signals
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
 MMPROJ_TYPES = ("f32", "f16", "q8_0")
@@ -96,6 +96,7 @@ def _write_gguf(path: Path, writer_setup: Callable, plans: list[_Plan], progress
             fout.write(bytes(gguf.GGUFWriter.ggml_pad(fout.tell(), align) - fout.tell()))
             n = 0
             for block in p.blocks():
+                check_signals()  # a deferred Ctrl-C / SIGTERM stops here, between blocks
                 data = _encode(block, p.qtype)
                 fout.write(data)
                 n += len(data)
@@ -324,6 +325,7 @@ def llama_quantize(src: Path, dst: Path, ftype: int, threads: int | None = None)
     os.close(fd)
     try:
         rc = L.llama_model_quantize(str(src).encode(), tmp.encode(), params)
+        check_signals()
         if rc != 0:
             raise AsrggufError(f"llama.cpp's quantizer failed on {src.name} (code {rc})")
         os.replace(tmp, dst)

@@ -92,6 +92,7 @@ class _Batch:
 
 @dataclass
 class DecoderOptions:
+    """How llama.cpp runs the decoder (context size, batch, threads, GPU layers, KV and attention types)."""
     n_ctx: int = 512          # grown per request (ensure_ctx): the KV cache is allocated and touched whole
     n_batch: int | None = None  # prefill batch (= ubatch). None: 256 on CPU (4-7 % faster than 512 on 2 AVX2
                                 # cores, docs/benchmarks.md), 512 when the layers are on a GPU (not measured there)
@@ -200,6 +201,7 @@ class Decoder:
 
     # --- vocabulary
     def tokenize(self, text: str, parse_special: bool = True) -> list[int]:
+        """Token ids of `text` (special tokens such as <|im_start|> parsed unless parse_special is False)."""
         L = self.L
         data = text.encode("utf-8")
         buf = (L.llama_token * (len(data) + 8))()
@@ -209,12 +211,14 @@ class Decoder:
         return list(buf[:n])
 
     def token_id(self, piece: str) -> int:
+        """The id of a single-token piece (a special token); AsrggufError when the vocabulary lacks it."""
         ids = self.tokenize(piece, parse_special=True)
         if len(ids) != 1:
             raise AsrggufError(f"{self.path}: vocabulary has no token {piece!r}")
         return ids[0]
 
     def piece_bytes(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token (control tokens empty unless special)."""
         buf = ctypes.create_string_buffer(256)
         n = self.L.llama_token_to_piece(self.vocab, int(token), buf, 256, 0, special)
         if n < 0:
@@ -261,6 +265,7 @@ class Decoder:
         return pos0 + len(ids)
 
     def eval_embeddings(self, emb: np.ndarray, pos0: int, seq: int = 0, logits_last: bool = False) -> int:
+        """Prefill embedding rows (n, n_embd) at positions pos0.. of sequence seq; returns the next position."""
         emb = np.ascontiguousarray(emb, np.float32)
         if emb.ndim != 2 or emb.shape[1] != self.n_embd:
             raise AsrggufError(f"audio embeddings have width {emb.shape[-1]}, the decoder expects {self.n_embd} "
@@ -274,6 +279,7 @@ class Decoder:
         return pos0 + len(emb)
 
     def logits(self, i: int = -1) -> np.ndarray:
+        """The logits of output row i of the last decode (-1: the last row), as a float32 array."""
         ptr = self.L.llama_get_logits_ith(self.ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
@@ -287,6 +293,7 @@ class Decoder:
         self._decode(b)
 
     def close(self) -> None:
+        """Free the llama.cpp context and model (the object is unusable afterwards)."""
         if getattr(self, "ctx", None):
             self.L.llama_free(self.ctx)
             self.ctx = None

@@ -189,6 +189,7 @@ def _no_init():
             m.reset_parameters = f
 
 def load_from_gguf(path: str | Path, device="cpu", dtype=torch.float32) -> AudioEncoder:
+    """The audio encoder from an mmproj GGUF (f16 linear weights used from the file map on CPU float32)."""
     from .gguf_file import open_gguf, tensor_to_torch
 
     import gguf
@@ -217,6 +218,7 @@ def load_from_gguf(path: str | Path, device="cpu", dtype=torch.float32) -> Audio
 
 
 def load_from_checkpoint(ck, device="cpu", dtype=torch.float32) -> AudioEncoder:
+    """The audio encoder straight from a `Checkpoint` (safetensors), for checks against the GGUF path."""
     a, pre = ck.audio_config, ck.preprocessor()
     p = EncoderParams(num_mel_bins=a["num_mel_bins"], d_model=a["d_model"], encoder_layers=a["encoder_layers"],
                       encoder_attention_heads=a["encoder_attention_heads"], encoder_ffn_dim=a["encoder_ffn_dim"],

@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import AsrggufError
 
 # what Checkpoint and the quantizer read: configs, weights, tokenizer (vocab.json + merges.txt)
-ALLOW_PATTERNS = ["*.json", "*.safetensors", "merges.txt", "vocab.txt", "tokenizer*", "*.jinja"]
+ALLOW_PATTERNS = ["*.json", "*.safetensors", "merges.txt", "tokenizer*", "*.jinja"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 

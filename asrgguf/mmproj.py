@@ -13,6 +13,7 @@ from .errors import AsrggufError
 
 @dataclass(frozen=True)
 class EncoderParams:
+    """The audio encoder's sizes (the official audio_config names) and its feature settings."""
     num_mel_bins: int = 128
     d_model: int = 896
     encoder_layers: int = 18

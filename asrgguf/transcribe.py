@@ -39,11 +39,13 @@ TIMESTAMPS = ("segment", "word")
 
 @dataclass
 class Word:
+    """One word of a segment with its start and end in seconds (word timestamps, from the aligner)."""
     text: str
     start: float
     end: float
 
     def to_dict(self) -> dict:
+        """As JSON: text, start and end (seconds, rounded to ms)."""
         return {"text": self.text, "start": round(self.start, 3), "end": round(self.end, 3)}
 
 
@@ -63,6 +65,7 @@ class Segment:
     words: list[Word] | None = None
 
     def to_dict(self) -> dict:
+        """As JSON (the `segments` entries of `asrgguf run --format json`)."""
         d = {"id": self.id, "start": round(self.start, 3), "end": round(self.end, 3), "text": self.text,
              "language": self.language, "repetition_stopped": self.repetition_stopped, "raw": self.raw,
              "token_ids": self.token_ids, "sentences": self.sentences}
@@ -96,6 +99,7 @@ class Transcription:
         return sum(s.repetition_stopped for s in self.segments)
 
     def to_dict(self) -> dict:
+        """As JSON: what `asrgguf run --format json` prints."""
         return {"audio": self.audio, "language": self.language, "text": self.text, "duration": round(self.duration, 3),
                 "timing": self.timing, "raw": self.raw, "token_ids": self.token_ids,
                 "segments": [s.to_dict() for s in self.segments], "repetitions_stopped": self.repetitions_stopped,
@@ -116,6 +120,8 @@ class Options:
 
     @classmethod
     def make(cls, **kw) -> "Options":
+        """Options from `transcribe`'s keywords, checked (TypeError for an unknown keyword, AsrggufError for a
+        bad value); language is normalised to its canonical name."""
         bad = set(kw) - set(cls.__dataclass_fields__)
         if bad:
             raise TypeError(f"unknown transcribe option {sorted(bad)[0]!r}")
@@ -147,6 +153,7 @@ def check_device_dtype(device: str | None, dtype: str | None) -> None:
 
 
 def pick_device(device: str = "auto") -> "torch.device":
+    """The encoder's torch device: auto (mps, cuda, else cpu) or a name, checked to be available."""
     import torch
 
     device = (device or "auto").lower()
@@ -170,6 +177,7 @@ _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
 
 
 def pick_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
+    """The encoder's torch dtype: auto (float32 on CPU, float16 on a GPU) or a name (float32, f16, ...)."""
     import torch
 
     dtype = (dtype or "auto").lower()
@@ -240,6 +248,13 @@ class Transcriber:
                   dtype: str = "auto", n_gpu_layers: int | None = None, threads: int | None = None,
                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, n_ctx: int = 512,
                   flash_attn: bool | None = None) -> "Transcriber":
+        """Load a decoder GGUF and its mmproj (default: the mmproj-*.gguf beside the decoder).
+
+        device/dtype: the encoder's (auto: a GPU when torch has one; float32 on CPU, float16 on a GPU);
+        n_gpu_layers: decoder layers on the GPU (None: all when llama.cpp was built with a GPU backend);
+        threads: CPU threads (None: all cores); max_new_tokens: the default token limit per piece;
+        n_ctx: the initial context (it grows as a request needs); flash_attn: None picks by device.
+        Header errors (missing file, not GGUF, wrong architecture, missing keys) come before any load."""
         t0 = time.perf_counter()
         opts = DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn)
         from .mmproj import check_mmproj
@@ -385,12 +400,14 @@ class Transcriber:
                    exact_tokens=bool(opts.bench_tokens), tag=piece if tag is None else tag)
 
     def batcher(self, opts: Options, n_seq: int | None = None) -> Batcher:
+        """A continuous-batching `generate.Batcher` of n_seq sequences (default: opts.parallel) sized for
+        the longest piece `opts` can make."""
         return Batcher(self.decoder, self.stop_ids, n_seq or opts.parallel, self.positions_needed(opts))
 
     def segment(self, job: Job, piece: Piece, opts: Options) -> Segment:
         """A finished job's text, language and times."""
         raw = self.decoder.detokenize(job.ids)
-        lang, text = parse_asr_output(raw, opts.language, fix_repeats=opts.repetition_guard)
+        lang, text = parse_asr_output(raw, opts.language, repetition_guard=opts.repetition_guard)
         seg = Segment(piece.index, piece.start_s, piece.end_s, text, lang, raw, list(job.ids), job.repetition_stopped)
         seg.sentences = sentence_times(text, seg.start, seg.end)
         if opts.timestamps == "word":
@@ -497,6 +514,8 @@ class Transcriber:
 
 
 def default_cache_dir() -> Path:
+    """Where `from_pretrained` keeps quantized pairs: $ASRGGUF_CACHE, else $XDG_CACHE_HOME/asrgguf or
+    ~/.cache/asrgguf."""
     base = os.environ.get("ASRGGUF_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "asrgguf")
     return Path(base)

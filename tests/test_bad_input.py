@@ -472,3 +472,38 @@ def test_quantize_after_sigkill_cleans_stale_parts(tmp_path, ck_gqa):
     r = cli("quantize", ck_gqa, "--outtype", "f32", "-o", out, "--quiet")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["mmproj-tiny-gqa-f32.gguf", "tiny-gqa-f32.gguf"]
+
+
+# --------------------------------------------------------------------------- the decoder after a refused context
+def test_refused_context_growth_keeps_a_working_decoder(monkeypatch):
+    """llama.cpp refusing a bigger context (out of memory) is one AsrggufError; the decoder keeps a context
+    of its old size, or, when even that is refused, none (sizes 0) and an error instead of a NULL passed on."""
+    import llama_cpp.llama_cpp as L
+
+    from asrgguf.decoder import Decoder, DecoderOptions
+    from asrgguf.errors import AsrggufError
+
+    dec = Decoder(DEC, DecoderOptions(n_ctx=256))
+    real = L.llama_init_from_model
+    ids = dec.tokenize("hello world")
+    dec.eval_tokens(ids, 0, logits_last=True)
+    want = dec.logits().copy()
+    monkeypatch.setattr(L, "llama_init_from_model", lambda m, p: real(m, p) if p.n_ctx <= 256 else None)
+    with pytest.raises(AsrggufError, match=r"llama.cpp could not create a context \(n_ctx=4096\)"):
+        dec.ensure_ctx(4096)
+    assert dec.ctx and (dec.n_ctx, dec.n_seq) == (256, 1)
+    dec.clear()
+    dec.eval_tokens(ids, 0, logits_last=True)
+    assert np.array_equal(dec.logits(), want)
+    monkeypatch.setattr(L, "llama_init_from_model", lambda m, p: None)
+    with pytest.raises(AsrggufError, match=r"could not create a context \(n_ctx=4096\)"):
+        dec.ensure_ctx(4096)
+    assert dec.ctx is None and (dec.n_ctx, dec.n_seq) == (0, 0)
+    with pytest.raises(AsrggufError, match="no llama.cpp context"):
+        dec.eval_tokens(ids, 0, logits_last=True)
+    monkeypatch.setattr(L, "llama_init_from_model", real)
+    dec.ensure_ctx(64)  # the next request creates one again
+    assert dec.ctx and dec.n_ctx == 256
+    dec.eval_tokens(ids, 0, logits_last=True)
+    assert np.array_equal(dec.logits(), want)
+    dec.close()
