@@ -247,6 +247,9 @@ def languages():
         click.echo(f"{name}\t{', '.join(codes)}")
 
 
+_HIDDEN = {"--bench-tokens"}   # benchmarks only: not in --help, not suggested for a mistyped option
+
+
 def cli_main() -> None:
     """The `asrgguf` command: click's main with one-line usage errors, SIGTERM handled as Ctrl-C is
     (temporary files removed, exit 143), and no final garbage collection when the process ends.
@@ -260,6 +263,8 @@ def cli_main() -> None:
         try:
             rv = main(standalone_mode=False)
         except click.UsageError as e:
+            if isinstance(e, click.NoSuchOption) and e.possibilities:  # never suggest a hidden option
+                e.possibilities = [o for o in e.possibilities if o not in _HIDDEN]
             if type(e).__name__ == "NoArgsIsHelpError":  # bare `asrgguf`: the help, as click prints it
                 click.echo(e.format_message(), err=True)
                 sys.exit(e.exit_code)
