@@ -139,7 +139,7 @@ def odd_batch(bad, tmp_path_factory):
     names = ["full.wav", "u8.wav", "nan.wav", "ch8.wav", "8k.wav", "inf.wav", "192k.wav", "short.wav", "tiny.wav",
              "truncated.wav", "truncated-mp3.mp3", "truncated-flac.flac"]
     r = cli("run", "--model", "demo", *[bad / n for n in names], "--output-dir", out, "--format", "json",
-            "--quiet", "--max-new-tokens", "32")
+            "--quiet", "--max-new-tokens", "32", "--out-text", out.parent / "odd-all.txt")
     return r, out
 
 
@@ -159,6 +159,10 @@ def test_odd_batch_errors_in_order(bad, odd_batch):
     # the failed inputs have no output, not even a partial one; every other input has its whole output
     assert sorted(p.name for p in out.iterdir()) == sorted(
         f"{s}.json" for s in ("full", "u8", "ch8", "8k", "192k", "short", "truncated", "truncated-mp3"))
+    # --out-text: every finished input's text, in input order
+    texts = [json.loads((out / f"{s}.json").read_text())["text"]
+             for s in ("full", "u8", "ch8", "8k", "192k", "short", "truncated", "truncated-mp3")]
+    assert (out.parent / "odd-all.txt").read_text() == "\n".join(texts) + "\n"
 
 
 @pytest.mark.parametrize("name", ["u8.wav", "ch8.wav", "192k.wav"])
@@ -475,6 +479,11 @@ def test_quantize_after_sigkill_cleans_stale_parts(tmp_path, ck_gqa):
     r = cli("quantize", ck_gqa, "--outtype", "f32", "-o", out, "--quiet")
     assert r.returncode == 0, r.stderr
     assert sorted(p.name for p in out.iterdir()) == ["mmproj-tiny-gqa-f32.gguf", "tiny-gqa-f32.gguf"]
+    # a later run stopped mid-write leaves the finished pair as it was
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    rc, errs = _quantize_until_part(ck_gqa, out, signal.SIGTERM)
+    assert rc == 143 and errs.splitlines() == [err("terminated")], errs
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 # --------------------------------------------------------------------------- the decoder after a refused context
