@@ -61,7 +61,12 @@ def _first_line(e: BaseException) -> str:
 
 
 def _av_error(name: str, e: Exception) -> AsrggufError:
-    return AsrggufError(f"{name}: cannot decode audio ({type(e).__name__}: {_first_line(e)})")
+    """FFmpeg's reason without its errno and the repeated file name ("Invalid data found when processing
+    input"); other exceptions with their type."""
+    why = getattr(e, "strerror", None)
+    if not (isinstance(why, str) and why):
+        why = f"{type(e).__name__}: {_first_line(e)}"
+    return AsrggufError(f"{name}: cannot decode audio ({why})")
 
 
 def check_path(path: str) -> None:

@@ -43,6 +43,9 @@ def expand_inputs(args: list[str]) -> list[Item]:
 
     for a in args:
         p = Path(a)
+        if not a:  # Path("") is the current directory: never read a whole directory by accident
+            add(Item(a, error="'': empty audio path"))
+            continue
         if p.is_dir():
             found = sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in AUDIO_EXTENSIONS
                            and not q.name.startswith("."))

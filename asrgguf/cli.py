@@ -1,18 +1,30 @@
 """asrgguf command line: `run`, `quantize`, `languages`, `serve`."""
 from __future__ import annotations
 
+import contextlib
 import gc
+import os
+import signal
 import sys
 from pathlib import Path
 
 import click
 
-from .errors import AsrggufError
+from .errors import SIGNALS, AsrggufError, Terminated, deferred_signals, on_signal, signal_exception
 
 
 def _fail(msg: str, code: int = 1):
     click.echo(f"asrgguf: error: {msg}", err=True)
     sys.exit(code)
+
+
+def _stdout_closed():
+    """The reader of standard output went away: nothing more can be printed there (and the exit's flush
+    must not fail either)."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    _fail("standard output was closed; stopped")
 
 
 class _Group(click.Group):
@@ -23,6 +35,27 @@ class _Group(click.Group):
             _fail(str(e))
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except Terminated:
+            _fail("terminated", 143)
+        except BrokenPipeError:
+            _stdout_closed()
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except MemoryError:
+            _fail("out of memory")
+        except OSError as e:  # a file the run writes or reads outside the checked paths (disk full, ...)
+            if os.environ.get("ASRGGUF_DEBUG"):
+                raise
+            where = f"{e.filename}: " if e.filename else ""
+            _fail(f"{where}{e.strerror or type(e).__name__}")
+        except Exception as e:  # a bug: still one line (ASRGGUF_DEBUG=1 shows the traceback)
+            if SIGNALS:  # Ctrl-C turned into another exception inside a C extension (numpy does this)
+                _fail(*(("interrupted", 130) if isinstance(signal_exception(SIGNALS[-1]), KeyboardInterrupt)
+                        else ("terminated", 143)))
+            if os.environ.get("ASRGGUF_DEBUG"):
+                raise
+            first = str(e).strip().splitlines()[0] if str(e).strip() else "no message"
+            _fail(f"internal error ({type(e).__name__}: {first}); ASRGGUF_DEBUG=1 shows the traceback")
 
 
 @click.group(cls=_Group)
@@ -42,9 +75,10 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
 @click.option("--mmproj", type=click.Path(dir_okay=False),
               help="Audio encoder GGUF (qwen3a mmproj); default: the mmproj-*.gguf beside --gguf.")
 @click.option("--model", "model_dir", type=click.Path(file_okay=False),
-              help="Hugging Face checkpoint directory: quantized once to a cache (q8_0), then reused; "
-                   "'demo': the built-in demo model (small, English, trained on espeak-ng speech; "
-                   "a directory named demo: ./demo).")
+              help="Hugging Face checkpoint: a directory, or a model name (Qwen/Qwen3-ASR-0.6B) fetched into "
+                   "the Hugging Face cache (HF_HOME, HF_HUB_OFFLINE honoured); quantized once to asrgguf's cache "
+                   "(q8_0), then reused; 'demo': the built-in demo model (small, English, trained on espeak-ng "
+                   "speech; a directory named demo: ./demo).")
 @click.option("--language", default="auto", show_default=True,
               help="Force the language: a name (English, any case) or an ISO code (en); auto detects.")
 @click.option("--context", default="", help="Context text for the system prompt (names, terms).")
@@ -96,16 +130,21 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
         raise AsrggufError("--workers and --threads-per-worker go with --ray")
     from .decoder import Decoder
     from .languages import normalize_language
-    from .transcribe import Options, Transcriber
+    from .transcribe import Options, Transcriber, check_device_dtype
 
     if bool(gguf_path) == bool(model_dir):
-        raise AsrggufError("give either --gguf DECODER.gguf or --model HF_DIR")
+        raise AsrggufError("give either --gguf DECODER.gguf or --model HF_DIR|ORG/NAME")
     if mmproj and not gguf_path:
         raise AsrggufError("--mmproj goes with --gguf")
+    if overwrite and not output_dir:
+        raise AsrggufError("--overwrite goes with --output-dir")
+    if quiet and progress:
+        raise AsrggufError("--quiet and --progress contradict each other; give one")
     opts = dict(language=normalize_language(language), context=context, max_new_tokens=max_new_tokens,
                 piece_seconds=piece_seconds, parallel=parallel, repetition_guard=not no_repetition_guard,
                 bench_tokens=bench_tokens)
     Options.make(**opts)  # fail before loading anything
+    check_device_dtype(device, dtype)
     if out_text:
         batch.check_writable(Path(out_text))
     if output_dir:
@@ -116,8 +155,12 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
     def report(msg: str) -> None:
         prog.write(f"asrgguf: error: {msg}")
 
-    if gguf_path:
-        Decoder.check_file(gguf_path)  # header errors (missing, not a GGUF, wrong architecture) first
+    if gguf_path:  # header errors (missing, not a GGUF, wrong architecture, missing keys) first
+        from .mmproj import check_mmproj
+        from .transcribe import find_mmproj
+
+        Decoder.check_file(gguf_path)
+        check_mmproj(mmproj or find_mmproj(gguf_path))
     plan = batch.plan(list(audio), Path(output_dir) if output_dir else None, fmt, overwrite, summary, report)
     items, outs, infos = plan.items, plan.outs, plan.infos
     tr = None
@@ -138,6 +181,8 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
                 res, doc = batch.transcribe_one(tr, it.source, fmt, opts, outs[i] if output_dir else None,
                                                 on_segment=lambda s: prog.update(s.end - s.start))
             except Exception as e:  # one bad input must not stop the batch
+                if SIGNALS:  # ... but Ctrl-C must, even when a C extension turned it into another exception
+                    raise signal_exception(SIGNALS[-1]) from None
                 report(batch.failure_message(it.source, e))
                 summary.failed += 1
                 continue
@@ -197,8 +242,9 @@ def quantize(model_dir, outtype, mmproj_type, outdir, threads, quiet):
     from .convert import quantize_checkpoint
 
     mm = mmproj_type or ("f32" if outtype.lower() == "f32" else "f16")
-    dec, mmp = quantize_checkpoint(model_dir, outtype, outdir, mm, progress=None if not quiet else False,
-                                   threads=threads)
+    with deferred_signals():  # Ctrl-C / SIGTERM stop at the next block: temporary files removed, nothing half-written
+        dec, mmp = quantize_checkpoint(model_dir, outtype, outdir, mm, progress=None if not quiet else False,
+                                       threads=threads)
     click.echo(str(dec))
     click.echo(str(mmp))
 
@@ -251,25 +297,24 @@ def serve(gguf_path, mmproj, model_dir, host, port, parallel, max_queue, max_upl
     """OpenAI-compatible transcription server: POST /v1/audio/transcriptions, GET /v1/models, GET /health.
 
     One model in memory; pieces of all requests are decoded together (see docs/serve.md)."""
-    from . import serve as serve_mod
+    from . import hub, serve as serve_mod
+    from .transcribe import check_device_dtype
 
     serve_mod.check_dependencies()
     if bool(gguf_path) == bool(model_dir):
         raise AsrggufError("give either --gguf DECODER.gguf or --model HF_DIR|demo")
     if mmproj and not gguf_path:
         raise AsrggufError("--mmproj goes with --gguf")
-    if gguf_path:
+    check_device_dtype(device, dtype)
+    if gguf_path:  # header errors (missing, not a GGUF, wrong architecture, missing keys) first
         from .decoder import Decoder
+        from .mmproj import check_mmproj
         from .transcribe import find_mmproj
 
         Decoder.check_file(gguf_path)
-        if mmproj:
-            if not Path(mmproj).is_file():
-                raise AsrggufError(f"{mmproj}: no such mmproj file")
-        else:
-            find_mmproj(gguf_path)
-    elif model_dir != "demo" and not Path(model_dir).is_dir():
-        raise AsrggufError(f"{model_dir}: no such checkpoint directory")
+        check_mmproj(mmproj or find_mmproj(gguf_path))
+    elif model_dir != "demo" and not Path(model_dir).is_dir() and not hub.is_model_name(model_dir):
+        raise AsrggufError(f"{model_dir}: no such checkpoint directory (nor a model name such as Qwen/Qwen3-ASR-0.6B)")
     cfg = serve_mod.ServeConfig(gguf=gguf_path, mmproj=mmproj, model_dir=model_dir, device=device, dtype=dtype,
                                 n_gpu_layers=n_gpu_layers, threads=threads, parallel=parallel, max_queue=max_queue,
                                 max_upload_mb=max_upload_mb, api_key=api_key, max_new_tokens=max_new_tokens,
@@ -278,13 +323,37 @@ def serve(gguf_path, mmproj, model_dir, host, port, parallel, max_queue, max_upl
     serve_mod.serve(cfg, host, port, log_level)
 
 
+_HIDDEN = {"--bench-tokens"}   # benchmarks only: not in --help, not suggested for a mistyped option
+
+
 def cli_main() -> None:
-    """The `asrgguf` command: click's main, and no final garbage collection when the process ends.
+    """The `asrgguf` command: click's main with one-line usage errors, SIGTERM handled as Ctrl-C is
+    (temporary files removed, exit 143), and no final garbage collection when the process ends.
 
     The interpreter's last collection walks every object torch made: about 0.2 s of each run's exit
     on 2 cores (docs/benchmarks.md). Frozen objects are skipped; the OS frees the memory anyway."""
+    with contextlib.suppress(ValueError):  # not the main thread (embedded): leave the handlers alone
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
     try:
-        main()
+        try:
+            rv = main(standalone_mode=False)
+        except click.UsageError as e:
+            if isinstance(e, click.NoSuchOption) and e.possibilities:  # never suggest a hidden option
+                e.possibilities = [o for o in e.possibilities if o not in _HIDDEN]
+            if type(e).__name__ == "NoArgsIsHelpError":  # bare `asrgguf`: the help, as click prints it
+                click.echo(e.format_message(), err=True)
+                sys.exit(e.exit_code)
+            _fail(e.format_message(), e.exit_code)
+        except click.ClickException as e:
+            _fail(e.format_message(), e.exit_code)
+        except click.Abort:
+            _fail("interrupted", 130)
+        except Terminated:
+            _fail("terminated", 143)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        sys.exit(rv if isinstance(rv, int) else 0)
     finally:
         gc.freeze()
 

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import gguf_names as names
 from .checkpoint import Checkpoint
-from .errors import AsrggufError
+from .errors import AsrggufError, check_signals
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
 MMPROJ_TYPES = ("f32", "f16", "q8_0")
@@ -96,6 +96,7 @@ def _write_gguf(path: Path, writer_setup: Callable, plans: list[_Plan], progress
             fout.write(bytes(gguf.GGUFWriter.ggml_pad(fout.tell(), align) - fout.tell()))
             n = 0
             for block in p.blocks():
+                check_signals()  # a deferred Ctrl-C / SIGTERM stops here, between blocks
                 data = _encode(block, p.qtype)
                 fout.write(data)
                 n += len(data)
@@ -236,8 +237,10 @@ def _mmproj_writer(ck: Checkpoint, ftype: int):
 
 
 def output_paths(model_dir: str | Path, outtype: str, outdir: str | Path | None = None,
-                 mmproj_type: str = "f16") -> tuple[Path, Path]:
-    name = Path(model_dir).resolve().name
+                 mmproj_type: str = "f16", name: str | None = None) -> tuple[Path, Path]:
+    """(decoder, mmproj) paths for a checkpoint: NAME-OUTTYPE.gguf and mmproj-NAME-MMPROJ_TYPE.gguf in outdir
+    (default: the checkpoint directory); NAME is the directory's name unless given."""
+    name = name or Path(model_dir).resolve().name
     out = Path(outdir) if outdir else Path(model_dir)
     return out / f"{name}-{outtype}.gguf", out / f"mmproj-{name}-{mmproj_type}.gguf"
 
@@ -261,16 +264,30 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 def quantize_checkpoint(model_dir: str | Path, outtype: str = "q8_0", outdir: str | Path | None = None,
                         mmproj_type: str = "f16", progress: bool | None = None,
-                        threads: int | None = None, decoder: bool = True, mmproj: bool = True) -> tuple[Path, Path]:
-    """Convert a checkpoint directory; returns (decoder path, mmproj path)."""
+                        threads: int | None = None, decoder: bool = True, mmproj: bool = True,
+                        name: str | None = None) -> tuple[Path, Path]:
+    """Convert a checkpoint directory; returns (decoder path, mmproj path).
+
+    outtype: the decoder's type (OUTTYPES); mmproj_type: the encoder's (MMPROJ_TYPES); outdir: where
+    (default: the checkpoint directory); name: the files' model name (default: the directory's name).
+    Every file is written under a temporary name and renamed when complete; temporary files a killed
+    run left are removed first."""
     outtype, mmproj_type = outtype.lower(), mmproj_type.lower()
     if outtype not in OUTTYPES:
         raise AsrggufError(f"unknown --outtype {outtype!r} (choose from {', '.join(OUTTYPES)})")
     if mmproj_type not in MMPROJ_TYPES:
         raise AsrggufError(f"unknown mmproj type {mmproj_type!r} (choose from {', '.join(MMPROJ_TYPES)})")
+    from .batch import clean_stale
+
     ck = Checkpoint(model_dir)
-    dec_path, mm_path = output_paths(model_dir, outtype, outdir, mmproj_type)
+    dec_path, mm_path = output_paths(model_dir, outtype, outdir, mmproj_type, name=name)
     _check_outdir(dec_path.parent)
+    f16_part = dec_path.with_name(f".{dec_path.name}.f16.part.gguf")
+    # what a killed run (SIGKILL, power loss) left: its temporary files (SIGINT/SIGTERM remove their own)
+    for target in (mm_path, dec_path, f16_part):
+        clean_stale(target)
+    with contextlib.suppress(OSError):
+        f16_part.unlink()
     if progress is None:
         progress = sys.stderr.isatty()
     if mmproj:
@@ -280,7 +297,7 @@ def quantize_checkpoint(model_dir: str | Path, outtype: str = "q8_0", outdir: st
     if decoder:
         direct = "f16" if outtype in K_QUANTS else outtype
         plans = text_plans(ck, direct)
-        target = dec_path if outtype not in K_QUANTS else dec_path.with_name(f".{dec_path.name}.f16.part.gguf")
+        target = dec_path if outtype not in K_QUANTS else f16_part
         try:
             with _progress_bar(sum(_nbytes(p.shape, p.qtype) for p in plans), target.name, progress) as bar:
                 _write_gguf(target, _text_writer(ck, _FILE_TYPE[direct]), plans, bar.update)
@@ -308,6 +325,7 @@ def llama_quantize(src: Path, dst: Path, ftype: int, threads: int | None = None)
     os.close(fd)
     try:
         rc = L.llama_model_quantize(str(src).encode(), tmp.encode(), params)
+        check_signals()
         if rc != 0:
             raise AsrggufError(f"llama.cpp's quantizer failed on {src.name} (code {rc})")
         os.replace(tmp, dst)

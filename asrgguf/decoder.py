@@ -8,6 +8,7 @@ call and one argmax over the logits.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 from dataclasses import dataclass
@@ -41,10 +42,14 @@ def quiet_llama_logs() -> None:
 
 
 def last_llama_error() -> str:
-    for line in reversed(_LOG_LINES):
-        line = line.strip()
-        if line and ("error" in line.lower() or "failed" in line.lower()):
-            return line
+    """llama.cpp's most specific recent error line (its "error ...: reason" over a final "failed to ...")."""
+    lines = [ln.strip() for ln in _LOG_LINES if ln.strip()]
+    for word in ("error", "failed"):
+        for line in reversed(lines):
+            low = line.lower()
+            if word in low:
+                i = low.find("error loading model: ")
+                return line[i + len("error loading model: "):] if i >= 0 else line
     return ""
 
 
@@ -87,6 +92,7 @@ class _Batch:
 
 @dataclass
 class DecoderOptions:
+    """How llama.cpp runs the decoder (context size, batch, threads, GPU layers, KV and attention types)."""
     n_ctx: int = 512          # grown per request (ensure_ctx): the KV cache is allocated and touched whole
     n_batch: int | None = None  # prefill batch (= ubatch). None: 256 on CPU (4-7 % faster than 512 on 2 AVX2
                                 # cores, docs/benchmarks.md), 512 when the layers are on a GPU (not measured there)
@@ -139,11 +145,10 @@ class Decoder:
     @staticmethod
     def check_file(path) -> dict:
         """Header checks with one-line errors: exists, GGUF, a qwen3vl (or qwen3) decoder."""
-        from .gguf_file import read_kv
+        from .gguf_file import check_file, read_kv
 
         p = Path(path)
-        if not p.is_file():
-            raise AsrggufError(f"{path}: no such decoder file")
+        check_file(p, "decoder")
         kv = read_kv(p, {"general.architecture", "general.file_type"})
         arch = kv.get("general.architecture")
         if arch not in (names.TEXT_ARCH, "qwen3"):
@@ -154,9 +159,11 @@ class Decoder:
     def _make_ctx(self, n_ctx_seq: int, n_seq: int) -> None:
         """A context of n_seq sequences with n_ctx_seq positions each (one KV stream per sequence)."""
         L, opts = self.L, self.opts
+        old = (self.n_ctx, self.n_seq) if self.ctx else None
         if self.ctx:
             L.llama_free(self.ctx)
-            self.ctx = None
+        # no context until the new one exists: sizes of 0 make the next ensure_ctx create one again
+        self.ctx, self.n_ctx, self.n_seq = None, 0, 0
         cp = L.llama_context_default_params()
         cp.n_ctx = n_ctx_seq * n_seq
         cp.n_batch = cp.n_ubatch = self.n_batch
@@ -173,10 +180,15 @@ class Decoder:
             cp.type_k = cp.type_v = L.GGML_TYPE_F32
             cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cp.no_perf = True
-        self.ctx = L.llama_init_from_model(self.model, cp)
-        if not self.ctx:
-            raise AsrggufError(f"{self.path}: llama.cpp could not create a context (n_ctx={cp.n_ctx})"
-                               + (f": {last_llama_error()}" if last_llama_error() else ""))
+        ctx = L.llama_init_from_model(self.model, cp)
+        if not ctx:
+            msg = (f"{self.path}: llama.cpp could not create a context (n_ctx={cp.n_ctx})"
+                   + (f": {last_llama_error()}" if last_llama_error() else ""))
+            if old is not None:  # keep the decoder usable at its previous size when that still fits
+                with contextlib.suppress(AsrggufError):
+                    self._make_ctx(*old)
+            raise AsrggufError(msg)
+        self.ctx = ctx
         self.n_seq = n_seq
         self.n_ctx = L.llama_n_ctx(self.ctx) // n_seq   # positions per sequence
         self._step = _Batch(n_seq, None, self.n_pos, 1)
@@ -189,6 +201,7 @@ class Decoder:
 
     # --- vocabulary
     def tokenize(self, text: str, parse_special: bool = True) -> list[int]:
+        """Token ids of `text` (special tokens such as <|im_start|> parsed unless parse_special is False)."""
         L = self.L
         data = text.encode("utf-8")
         buf = (L.llama_token * (len(data) + 8))()
@@ -198,12 +211,14 @@ class Decoder:
         return list(buf[:n])
 
     def token_id(self, piece: str) -> int:
+        """The id of a single-token piece (a special token); AsrggufError when the vocabulary lacks it."""
         ids = self.tokenize(piece, parse_special=True)
         if len(ids) != 1:
             raise AsrggufError(f"{self.path}: vocabulary has no token {piece!r}")
         return ids[0]
 
     def piece_bytes(self, token: int, special: bool = False) -> bytes:
+        """The bytes of one token (control tokens empty unless special)."""
         buf = ctypes.create_string_buffer(256)
         n = self.L.llama_token_to_piece(self.vocab, int(token), buf, 256, 0, special)
         if n < 0:
@@ -217,6 +232,9 @@ class Decoder:
 
     # --- evaluation
     def clear(self, seq: int = -1) -> None:
+        """Forget the KV cache of one sequence (all with seq < 0)."""
+        if not self.ctx:
+            return
         mem = self.L.llama_get_memory(self.ctx)
         if seq < 0:
             self.L.llama_memory_clear(mem, True)
@@ -224,6 +242,8 @@ class Decoder:
             self.L.llama_memory_seq_rm(mem, seq, -1, -1)
 
     def _decode(self, batch: _Batch) -> None:
+        if not self.ctx:  # never hand llama.cpp a NULL context
+            raise AsrggufError(f"{self.path}: no llama.cpp context (creating one failed earlier)")
         rc = self.L.llama_decode(self.ctx, batch.struct)
         if rc != 0:
             raise AsrggufError(f"llama_decode failed (code {rc}): "
@@ -245,6 +265,7 @@ class Decoder:
         return pos0 + len(ids)
 
     def eval_embeddings(self, emb: np.ndarray, pos0: int, seq: int = 0, logits_last: bool = False) -> int:
+        """Prefill embedding rows (n, n_embd) at positions pos0.. of sequence seq; returns the next position."""
         emb = np.ascontiguousarray(emb, np.float32)
         if emb.ndim != 2 or emb.shape[1] != self.n_embd:
             raise AsrggufError(f"audio embeddings have width {emb.shape[-1]}, the decoder expects {self.n_embd} "
@@ -258,6 +279,7 @@ class Decoder:
         return pos0 + len(emb)
 
     def logits(self, i: int = -1) -> np.ndarray:
+        """The logits of output row i of the last decode (-1: the last row), as a float32 array."""
         ptr = self.L.llama_get_logits_ith(self.ctx, i)
         return np.ctypeslib.as_array(ptr, shape=(self.n_vocab,))
 
@@ -271,6 +293,7 @@ class Decoder:
         self._decode(b)
 
     def close(self) -> None:
+        """Free the llama.cpp context and model (the object is unusable afterwards)."""
         if getattr(self, "ctx", None):
             self.L.llama_free(self.ctx)
             self.ctx = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -20,27 +19,7 @@ from torch import nn
 
 from . import gguf_names as names
 from .errors import AsrggufError
-
-
-@dataclass(frozen=True)
-class EncoderParams:
-    num_mel_bins: int = 128
-    d_model: int = 896
-    encoder_layers: int = 18
-    encoder_attention_heads: int = 14
-    encoder_ffn_dim: int = 3584
-    output_dim: int = 1024
-    downsample_hidden_size: int = 480
-    n_window: int = 50
-    n_window_infer: int = 800
-    max_source_positions: int = 1500
-    sample_rate: int = 16000
-    hop_length: int = 160
-    n_fft: int = 400
-
-    @property
-    def chunk_frames(self) -> int:
-        return 2 * self.n_window
+from .mmproj import EncoderParams, params_from_gguf  # noqa: F401 (the encoder's sizes, read without torch)
 
 
 def output_length(n_mel_frames: int, chunk: int = 100) -> int:
@@ -209,35 +188,8 @@ def _no_init():
         for m, f in zip(mods, saved):
             m.reset_parameters = f
 
-def params_from_gguf(reader) -> EncoderParams:
-    from .gguf_file import field
-
-    proj = field(reader, "clip.audio.projector_type")
-    if field(reader, "general.architecture") != "clip" or proj != names.MMPROJ_PROJECTOR:
-        raise AsrggufError(f"{reader.path}: not a Qwen3-ASR audio encoder (mmproj projector "
-                           f"{proj!r}, expected {names.MMPROJ_PROJECTOR!r})")
-    t = {x.name: x for x in reader.tensors}
-    conv = t["a.conv2d.1.weight"]
-    d = EncoderParams(
-        num_mel_bins=int(field(reader, "clip.audio.num_mel_bins")),
-        d_model=int(field(reader, "clip.audio.embedding_length")),
-        encoder_layers=int(field(reader, "clip.audio.block_count")),
-        encoder_attention_heads=int(field(reader, "clip.audio.attention.head_count")),
-        encoder_ffn_dim=int(field(reader, "clip.audio.feed_forward_length")),
-        output_dim=int(field(reader, "clip.audio.projection_dim")),
-        downsample_hidden_size=int(conv.shape[-1]),
-        n_window=int(field(reader, names.KEY_N_WINDOW, names.AUDIO_DEFAULTS[names.KEY_N_WINDOW])),
-        n_window_infer=int(field(reader, names.KEY_N_WINDOW_INFER, names.AUDIO_DEFAULTS[names.KEY_N_WINDOW_INFER])),
-        sample_rate=int(field(reader, names.KEY_SAMPLE_RATE, names.AUDIO_DEFAULTS[names.KEY_SAMPLE_RATE])),
-        hop_length=int(field(reader, names.KEY_HOP_LENGTH, names.AUDIO_DEFAULTS[names.KEY_HOP_LENGTH])),
-        n_fft=int(field(reader, names.KEY_N_FFT, names.AUDIO_DEFAULTS[names.KEY_N_FFT])),
-    )
-    if names.AUDIO_POSITION in t:
-        d = EncoderParams(**{**d.__dict__, "max_source_positions": int(t[names.AUDIO_POSITION].shape[-1])})
-    return d
-
-
 def load_from_gguf(path: str | Path, device="cpu", dtype=torch.float32) -> AudioEncoder:
+    """The audio encoder from an mmproj GGUF (f16 linear weights used from the file map on CPU float32)."""
     from .gguf_file import open_gguf, tensor_to_torch
 
     import gguf
@@ -257,12 +209,16 @@ def load_from_gguf(path: str | Path, device="cpu", dtype=torch.float32) -> Audio
             continue
         narrow = (keep_f16 and t.tensor_type == gguf.GGMLQuantizationType.F16 and len(t.shape) == 2
                   and not key.startswith("conv2d"))
-        x = tensor_to_torch(t, torch.float16 if narrow else dtype, copy=not narrow)  # narrow: used from the file map
+        try:
+            x = tensor_to_torch(t, torch.float16 if narrow else dtype, copy=not narrow)  # narrow: used from the map
+        except (ValueError, TypeError, NotImplementedError, RuntimeError) as e:
+            raise AsrggufError(f"{path}: corrupt audio encoder tensor {t.name!r} ({type(e).__name__})") from None
         state[key] = x.reshape(-1) if key.startswith("conv2d") and key.endswith(".bias") else x
     return _finish(enc, state, device, dtype, str(path))
 
 
 def load_from_checkpoint(ck, device="cpu", dtype=torch.float32) -> AudioEncoder:
+    """The audio encoder straight from a `Checkpoint` (safetensors), for checks against the GGUF path."""
     a, pre = ck.audio_config, ck.preprocessor()
     p = EncoderParams(num_mel_bins=a["num_mel_bins"], d_model=a["d_model"], encoder_layers=a["encoder_layers"],
                       encoder_attention_heads=a["encoder_attention_heads"], encoder_ffn_dim=a["encoder_ffn_dim"],

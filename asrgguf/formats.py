@@ -65,6 +65,7 @@ def to_json(result, indent: int | None = None) -> str:
 
 
 def render(result, fmt: str) -> str:
+    """A Transcription as txt, json, srt or vtt text."""
     if fmt == "txt":
         return to_txt(result)
     if fmt == "json":

@@ -9,22 +9,45 @@ import numpy as np
 from .errors import AsrggufError
 
 
+def check_file(path: str | Path, what: str) -> None:
+    """One-line errors for a GGUF path that is missing, a directory, not a regular file or unreadable."""
+    import stat
+
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise AsrggufError(f"{p}: no such {what} file") from None
+    except OSError as e:
+        raise AsrggufError(f"{p}: cannot read {what} file ({e.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise AsrggufError(f"{p}: is a directory, not a GGUF {what} file")
+    if not stat.S_ISREG(st.st_mode):
+        raise AsrggufError(f"{p}: not a regular file, not a GGUF {what} file")
+    if not os.access(p, os.R_OK):
+        raise AsrggufError(f"{p}: cannot read {what} file (permission denied)")
+
+
+def _opened(p: Path):
+    try:
+        return open(p, "rb")
+    except OSError as e:
+        raise AsrggufError(f"{p}: cannot read ({e.strerror})") from None
+
+
 def open_gguf(path: str | Path, what: str):
     """A GGUFReader for `path`; AsrggufError if missing, not GGUF, or truncated."""
     import gguf
 
     p = Path(path)
-    if not p.exists():
-        raise AsrggufError(f"{p}: no such {what} file")
-    if p.is_dir():
-        raise AsrggufError(f"{p}: is a directory, not a GGUF {what} file")
-    with open(p, "rb") as f:
+    check_file(p, what)
+    with _opened(p) as f:
         magic = f.read(4)
     if magic != b"GGUF":
         raise AsrggufError(f"{p}: not a GGUF file")
     try:
         reader = gguf.GGUFReader(str(p), "c")  # copy-on-write map: tensors may be used in place, never written back
-    except Exception as e:
+    except Exception as e:  # gguf-py raises ValueError, MemoryError, OverflowError, ... on corrupt headers
         raise AsrggufError(f"{p}: corrupt or truncated GGUF file ({type(e).__name__})") from None
     size = os.path.getsize(p)
     end = max((int(t.data_offset) + int(t.n_bytes) for t in reader.tensors), default=0)
@@ -41,6 +64,16 @@ def field(reader, key: str, default=None):
     f = reader.fields.get(key)
     if f is None:
         return default
+    try:
+        return _field_value(f)
+    except (UnicodeDecodeError, IndexError, ValueError) as e:
+        raise AsrggufError(f"{getattr(reader, 'path', 'GGUF file')}: corrupt value of {key!r} "
+                           f"({type(e).__name__})") from None
+
+
+def _field_value(f):
+    import gguf
+
     T = gguf.GGUFValueType
     if f.types[0] == T.STRING:
         return bytes(f.parts[f.data[0]]).decode("utf-8")
@@ -64,17 +97,27 @@ def read_kv(path: str | Path, keys: set[str]) -> dict:
 
     p = Path(path)
     out: dict = {}
-    with open(p, "rb") as f:
+    size = os.path.getsize(p)
+    with _opened(p) as f:
         head = f.read(24)
-        if len(head) < 24 or head[:4] != b"GGUF":
+        if head[:4] != b"GGUF":
             raise AsrggufError(f"{p}: not a GGUF file")
+        if len(head) < 24:
+            raise AsrggufError(f"{p}: truncated GGUF file (header ends early)")
         _, _, n_kv = struct.unpack("<IQQ", head[4:24])
 
         def read(n):
+            if n > size - f.tell():  # a corrupt length field: never allocate more than the file holds
+                raise AsrggufError(f"{p}: truncated or corrupt GGUF header (a length field points past the end)")
             b = f.read(n)
             if len(b) != n:
                 raise AsrggufError(f"{p}: truncated GGUF file (header ends early)")
             return b
+
+        def seek(n):
+            if n > size - f.tell():
+                raise AsrggufError(f"{p}: truncated or corrupt GGUF header (a length field points past the end)")
+            f.seek(n, 1)
 
         def read_str():
             (n,) = struct.unpack("<Q", read(8))
@@ -86,27 +129,30 @@ def read_kv(path: str | Path, keys: set[str]) -> dict:
             if t == 9:
                 (st, n) = struct.unpack("<IQ", read(12))
                 if st == 8:
+                    if n * 8 > size - f.tell():
+                        raise AsrggufError(f"{p}: truncated or corrupt GGUF header (an array is longer than the file)")
                     return [read_str() for _ in range(n)]
                 fmt = _SCALAR[st]
-                size = struct.calcsize(fmt)
-                return list(struct.unpack(f"<{n}{fmt}", read(n * size)))
+                return list(struct.unpack(f"<{n}{fmt}", read(n * struct.calcsize(fmt))))
             fmt = _SCALAR[t]
             return struct.unpack(f"<{fmt}", read(struct.calcsize(fmt)))[0]
 
         def skip_val(t):
             if t == 8:
                 (n,) = struct.unpack("<Q", read(8))
-                f.seek(n, 1)
+                seek(n)
             elif t == 9:
                 (st, n) = struct.unpack("<IQ", read(12))
                 if st == 8:
+                    if n * 8 > size - f.tell():
+                        raise AsrggufError(f"{p}: truncated or corrupt GGUF header (an array is longer than the file)")
                     for _ in range(n):
                         (m,) = struct.unpack("<Q", read(8))
-                        f.seek(m, 1)
+                        seek(m)
                 else:
-                    f.seek(n * struct.calcsize(_SCALAR[st]), 1)
+                    seek(n * struct.calcsize(_SCALAR[st]))
             else:
-                f.seek(struct.calcsize(_SCALAR[t]), 1)
+                seek(struct.calcsize(_SCALAR[t]))
 
         try:
             for _ in range(n_kv):
@@ -118,7 +164,7 @@ def read_kv(path: str | Path, keys: set[str]) -> dict:
                     out[key] = read_val(t)
                 else:
                     skip_val(t)
-        except (KeyError, struct.error):
+        except (KeyError, struct.error, OverflowError, MemoryError, ValueError):
             raise AsrggufError(f"{p}: corrupt GGUF header") from None
     return out
 

@@ -54,14 +54,14 @@ def fix_repetitions(text: str, threshold: int = REPEAT_THRESHOLD) -> str:
 
 
 def parse_asr_output(raw: str | None, forced_language: str | None = None,
-                     fix_repeats: bool = True) -> tuple[str, str]:
+                     repetition_guard: bool = True) -> tuple[str, str]:
     """(language, text); language '' when unknown or no speech."""
     if raw is None:
         return "", ""
     s = str(raw).strip()
     if not s:
         return "", ""
-    if fix_repeats:
+    if repetition_guard:
         s = fix_repetitions(s)
     if forced_language:
         return forced_language, s

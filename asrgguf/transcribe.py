@@ -39,11 +39,13 @@ TIMESTAMPS = ("segment", "word")
 
 @dataclass
 class Word:
+    """One word of a segment with its start and end in seconds (word timestamps, from the aligner)."""
     text: str
     start: float
     end: float
 
     def to_dict(self) -> dict:
+        """As JSON: text, start and end (seconds, rounded to ms)."""
         return {"text": self.text, "start": round(self.start, 3), "end": round(self.end, 3)}
 
 
@@ -63,6 +65,7 @@ class Segment:
     words: list[Word] | None = None
 
     def to_dict(self) -> dict:
+        """As JSON (the `segments` entries of `asrgguf run --format json`)."""
         d = {"id": self.id, "start": round(self.start, 3), "end": round(self.end, 3), "text": self.text,
              "language": self.language, "repetition_stopped": self.repetition_stopped, "raw": self.raw,
              "token_ids": self.token_ids, "sentences": self.sentences}
@@ -96,6 +99,7 @@ class Transcription:
         return sum(s.repetition_stopped for s in self.segments)
 
     def to_dict(self) -> dict:
+        """As JSON: what `asrgguf run --format json` prints."""
         return {"audio": self.audio, "language": self.language, "text": self.text, "duration": round(self.duration, 3),
                 "timing": self.timing, "raw": self.raw, "token_ids": self.token_ids,
                 "segments": [s.to_dict() for s in self.segments], "repetitions_stopped": self.repetitions_stopped,
@@ -116,6 +120,8 @@ class Options:
 
     @classmethod
     def make(cls, **kw) -> "Options":
+        """Options from `transcribe`'s keywords, checked (TypeError for an unknown keyword, AsrggufError for a
+        bad value); language is normalised to its canonical name."""
         bad = set(kw) - set(cls.__dataclass_fields__)
         if bad:
             raise TypeError(f"unknown transcribe option {sorted(bad)[0]!r}")
@@ -135,7 +141,19 @@ class Options:
         return cls(**{**o.__dict__, "language": lang, "context": o.context or "", "piece_seconds": float(o.piece_seconds)})
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def check_device_dtype(device: str | None, dtype: str | None) -> None:
+    """Unknown --device / --dtype names, before anything loads (availability is checked at load)."""
+    if (device or "auto").lower() not in DEVICES:
+        raise AsrggufError(f"unknown --device {device!r} (auto, cpu, cuda, mps)")
+    if (dtype or "auto").lower() not in ("auto", *_DTYPES):
+        raise AsrggufError(f"unknown --dtype {dtype!r} (auto, float32, float16, bfloat16)")
+
+
 def pick_device(device: str = "auto") -> "torch.device":
+    """The encoder's torch device: auto (mps, cuda, else cpu) or a name, checked to be available."""
     import torch
 
     device = (device or "auto").lower()
@@ -159,6 +177,7 @@ _DTYPES = {"float32": "float32", "float16": "float16", "bfloat16": "bfloat16",
 
 
 def pick_dtype(dtype: str, device: "torch.device") -> "torch.dtype":
+    """The encoder's torch dtype: auto (float32 on CPU, float16 on a GPU) or a name (float32, f16, ...)."""
     import torch
 
     dtype = (dtype or "auto").lower()
@@ -229,9 +248,21 @@ class Transcriber:
                   dtype: str = "auto", n_gpu_layers: int | None = None, threads: int | None = None,
                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, n_ctx: int = 512,
                   flash_attn: bool | None = None) -> "Transcriber":
+        """Load a decoder GGUF and its mmproj (default: the mmproj-*.gguf beside the decoder).
+
+        device/dtype: the encoder's (auto: a GPU when torch has one; float32 on CPU, float16 on a GPU);
+        n_gpu_layers: decoder layers on the GPU (None: all when llama.cpp was built with a GPU backend);
+        threads: CPU threads (None: all cores); max_new_tokens: the default token limit per piece;
+        n_ctx: the initial context (it grows as a request needs); flash_attn: None picks by device.
+        Header errors (missing file, not GGUF, wrong architecture, missing keys) come before any load."""
         t0 = time.perf_counter()
         opts = DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn)
+        from .mmproj import check_mmproj
+
+        check_device_dtype(device, dtype)
         Decoder.check_file(decoder)  # header errors first, before anything slow
+        mm = Path(mmproj) if mmproj else find_mmproj(decoder)
+        check_mmproj(mm)
 
         def load_encoder():
             import torch
@@ -242,7 +273,6 @@ class Transcriber:
             dt = pick_dtype(dtype, dev)
             if threads:
                 torch.set_num_threads(threads)
-            mm = Path(mmproj) if mmproj else find_mmproj(decoder)
             return load_from_gguf(mm, device=dev, dtype=dt), mm, dev, dt
 
         if llama_gpu_backends():
@@ -267,12 +297,17 @@ class Transcriber:
         return cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens)
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, outtype: str = "q8_0", cache_dir: str | Path | None = None,
+    def from_pretrained(cls, model: str | Path, outtype: str = "q8_0", cache_dir: str | Path | None = None,
                         **kw) -> "Transcriber":
         """Quantize a Hugging Face checkpoint once into a cache, then load the GGUF pair from there.
 
-        The name "demo" loads the built-in demo model's packaged pair (a directory named demo: "./demo")."""
-        dec, mm = pretrained_pair(model_dir, outtype, cache_dir)
+        model: a checkpoint directory; a hub model name ("Qwen/Qwen3-ASR-0.6B"), fetched with
+        huggingface_hub into its cache (HF_HOME, HF_HUB_OFFLINE honoured; only the files needed);
+        or "demo", the built-in demo model's packaged pair (a directory named demo: "./demo").
+        outtype: the decoder's type (q8_0); cache_dir: where the GGUF pair goes (default: the
+        asrgguf cache, $ASRGGUF_CACHE or ~/.cache/asrgguf, one directory per model). Other keywords
+        go to `from_gguf`."""
+        dec, mm = pretrained_pair(model, outtype, cache_dir)
         return cls.from_gguf(dec, mm, **kw)
 
     # --- the stages, one piece at a time (the server's scheduler calls these too)
@@ -340,12 +375,14 @@ class Transcriber:
                    exact_tokens=bool(opts.bench_tokens), tag=piece if tag is None else tag)
 
     def batcher(self, opts: Options, n_seq: int | None = None) -> Batcher:
+        """A continuous-batching `generate.Batcher` of n_seq sequences (default: opts.parallel) sized for
+        the longest piece `opts` can make."""
         return Batcher(self.decoder, self.stop_ids, n_seq or opts.parallel, self.positions_needed(opts))
 
     def segment(self, job: Job, piece: Piece, opts: Options) -> Segment:
         """A finished job's text, language and times."""
         raw = self.decoder.detokenize(job.ids)
-        lang, text = parse_asr_output(raw, opts.language, fix_repeats=opts.repetition_guard)
+        lang, text = parse_asr_output(raw, opts.language, repetition_guard=opts.repetition_guard)
         seg = Segment(piece.index, piece.start_s, piece.end_s, text, lang, raw, list(job.ids), job.repetition_stopped)
         seg.sentences = sentence_times(text, seg.start, seg.end)
         if opts.timestamps == "word":
@@ -463,32 +500,43 @@ class Transcriber:
         self.close()
 
 
-def pretrained_pair(model_dir: str | Path, outtype: str = "q8_0", cache_dir: str | Path | None = None
+def pretrained_pair(model: str | Path, outtype: str = "q8_0", cache_dir: str | Path | None = None
                     ) -> tuple[Path, Path]:
     """The GGUF pair `Transcriber.from_pretrained` loads: the demo's packaged pair, or a checkpoint
-    quantized once into the cache (again when the checkpoint's files change)."""
-    from . import demo
+    (a directory, or a hub model name fetched into the hub's cache) quantized once into the cache
+    (again when the checkpoint's files change)."""
+    from . import demo, hub
     from .convert import output_paths, quantize_checkpoint
 
-    if isinstance(model_dir, str) and model_dir == demo.NAME:  # packaged: nothing to quantize or cache
+    if isinstance(model, str) and model == demo.NAME:  # packaged: nothing to quantize or cache
         if outtype != "q8_0":
             raise AsrggufError(f"the demo model ships as q8_0 only; for {outtype}: "
                                f"asrgguf quantize {demo.CHECKPOINT} --outtype {outtype}")
         return Path(demo.DECODER), Path(demo.MMPROJ)
-    model_dir = Path(model_dir)
-    if not model_dir.is_dir():
-        raise AsrggufError(f"{model_dir}: no such checkpoint directory")
-    cache = Path(cache_dir) if cache_dir else default_cache_dir() / model_dir.resolve().name
-    dec, mm = output_paths(model_dir, outtype, cache, "f32" if outtype == "f32" else "f16")
+    name = None
+    if isinstance(model, str) and hub.is_model_name(model):
+        name = model.split("/", 1)[1]
+        model_dir = hub.snapshot(model)
+        cache = Path(cache_dir) if cache_dir else default_cache_dir() / hub.cache_name(model)
+    else:
+        model_dir = Path(model)
+        if not model_dir.is_dir():
+            raise AsrggufError(f"{model_dir}: no such checkpoint directory (nor a model name such as "
+                               f"Qwen/Qwen3-ASR-0.6B)")
+        cache = Path(cache_dir) if cache_dir else default_cache_dir() / model_dir.resolve().name
+    mm_type = "f32" if outtype == "f32" else "f16"
+    dec, mm = output_paths(model_dir, outtype, cache, mm_type, name=name)
     stamp = cache / f".source-{outtype}"
     src_id = _checkpoint_stamp(model_dir)
     if not (dec.exists() and mm.exists() and stamp.exists() and stamp.read_text() == src_id):
-        quantize_checkpoint(model_dir, outtype, cache, mmproj_type="f32" if outtype == "f32" else "f16")
+        quantize_checkpoint(model_dir, outtype, cache, mmproj_type=mm_type, name=name)
         stamp.write_text(src_id)
     return dec, mm
 
 
 def default_cache_dir() -> Path:
+    """Where `from_pretrained` keeps quantized pairs: $ASRGGUF_CACHE, else $XDG_CACHE_HOME/asrgguf or
+    ~/.cache/asrgguf."""
     base = os.environ.get("ASRGGUF_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "asrgguf")
     return Path(base)

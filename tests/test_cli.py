@@ -213,4 +213,4 @@ def test_parallel_pieces_same_segments(pair, clip20):
     assert [(s["start"], s["end"], s["token_ids"]) for s in s1] == [(s["start"], s["end"], s["token_ids"]) for s in s3]
     bad = cli(*base, "--parallel", "0")  # a usage error: click's exit code 2, one message
     assert bad.returncode == 2 and bad.stderr.splitlines()[-1] == \
-        "Error: Invalid value for '--parallel': 0 is not in the range 1<=x<=64."
+        "asrgguf: error: Invalid value for '--parallel': 0 is not in the range 1<=x<=64."

@@ -213,7 +213,7 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
     out.mkdir(parents=True, exist_ok=True)
     dtype = dtype or ("float32" if size.startswith("tiny") else "bfloat16")
     cfg = make_config(size, mha=mha, tied=tied, text_layers=text_layers, audio_layers=audio_layers)
-    if skeleton:  # config and processor only: tools/cuda/fill_random.py draws weights where qwen-asr is absent
+    if skeleton:  # config and processor only: tools/cuda/fill_random.py (commit fc8c748) drew weights where qwen-asr is absent
         cfg.dtype = dtype
         cfg.save_pretrained(out)
         make_processor(make_tokenizer()).save_pretrained(out)
@@ -273,7 +273,7 @@ def main(argv=None):
     ap.add_argument("--audio-layers", type=int)
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: float32 tiny, bfloat16 real sizes")
     ap.add_argument("--skeleton", action="store_true",
-                    help="config, tokenizer and processor only, no weights (see tools/cuda/fill_random.py)")
+                    help="config, tokenizer and processor only, no weights (weights drawn elsewhere, e.g. with draw_weight)")
     a = ap.parse_args(argv)
     write_checkpoint(a.out, a.size, a.seed, a.mha, a.tied, a.layout, a.shard_size, a.text_layers, a.audio_layers,
                      a.dtype, a.skeleton)
