@@ -228,9 +228,10 @@ class Transcriber:
     def from_gguf(cls, decoder: str | Path, mmproj: str | Path | None = None, device: str = "auto",
                   dtype: str = "auto", n_gpu_layers: int | None = None, threads: int | None = None,
                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, n_ctx: int = 512,
-                  flash_attn: bool | None = None) -> "Transcriber":
+                  flash_attn: bool | None = None, embeddings: bool = False) -> "Transcriber":
         t0 = time.perf_counter()
-        opts = DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn)
+        opts = DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn,
+                              embeddings=embeddings)
         Decoder.check_file(decoder)  # header errors first, before anything slow
 
         def load_encoder():
