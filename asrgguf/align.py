@@ -169,6 +169,38 @@ def repair(values) -> list[int]:
     return [int(x) for x in out]
 
 
+def find_aligner(model) -> str:
+    """An aligner beside a model: another decoder GGUF with a timestamp head in a decoder's directory,
+    or a forced-aligner checkpoint directory beside a checkpoint directory."""
+    import json
+
+    from .gguf_file import read_kv
+
+    hint = "--timestamps word needs an aligner: --aligner ALIGNER.gguf|DIR (a quantized Qwen3-ForcedAligner)"
+    if not model or str(model) == "demo":
+        raise AsrggufError(hint)
+    p = Path(model)
+    if p.is_file():
+        for c in sorted(p.parent.glob("*.gguf")):
+            if c.name.startswith("mmproj-") or c.resolve() == p.resolve():
+                continue
+            try:
+                if names.KEY_TIMESTAMP_TOKEN in read_kv(c, {names.KEY_TIMESTAMP_TOKEN}):
+                    return str(c)
+            except AsrggufError:
+                continue
+    elif p.is_dir():
+        for c in sorted(p.resolve().parent.iterdir()):
+            if c.is_dir() and c != p.resolve() and (c / "config.json").is_file():
+                try:
+                    cfg = json.loads((c / "config.json").read_text(encoding="utf-8"))
+                except (OSError, ValueError):
+                    continue
+                if "forced_aligner" in str(cfg.get("thinker_config", {}).get("model_type", "")):
+                    return str(c)
+    raise AsrggufError(f"{hint}; none found beside {model}")
+
+
 class Aligner:
     """Qwen3-ForcedAligner: a PyTorch audio encoder and a llama.cpp GGUF decoder, with its head here."""
 
@@ -245,6 +277,10 @@ class Aligner:
     # --- the forward pass
     def classes(self, wav: np.ndarray, units: list[str], timings: dict | None = None) -> np.ndarray:
         """The argmax class at every <timestamp> position (two per unit) for 16 kHz samples."""
+        return self.scores(wav, units, timings).argmax(axis=1)
+
+    def scores(self, wav: np.ndarray, units: list[str], timings: dict | None = None) -> np.ndarray:
+        """The head's scores (len(units) * 2, classify_num) at the <timestamp> positions."""
         emb, t = self.engine.encode(wav)
         t0 = time.perf_counter()
         dec = self.decoder
@@ -261,12 +297,12 @@ class Aligner:
         hidden = dec.hidden_states(ids, pos, rows)
         dec.clear()
         t1 = time.perf_counter()
-        cls = (hidden @ self.head.T).argmax(axis=1)
+        scores = hidden @ self.head.T
         if timings is not None:
             t.update(decoder=t1 - t0, head=time.perf_counter() - t1)
             for k, v in t.items():
                 timings[k] = timings.get(k, 0.0) + v
-        return cls
+        return scores
 
     def _times(self, wav: np.ndarray, units: list[str], timings: dict | None = None) -> list[tuple[float, float]]:
         if not units:

@@ -102,10 +102,10 @@ def check_writable(path: Path) -> None:
         raise AsrggufError(f"{path}: cannot write (permission denied)")
 
 
-def render(result, fmt: str) -> str:
-    from .formats import render as _render
+def render(result, fmt: str, max_line_chars: int | None = None) -> str:
+    from .formats import LINE_WIDTH, render as _render
 
-    return _render(result, fmt)
+    return _render(result, fmt, max_line_chars or LINE_WIDTH)
 
 
 def write_output(path: Path, text: str) -> None:

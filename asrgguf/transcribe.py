@@ -130,6 +130,9 @@ class Options:
             raise AsrggufError(f"parallel must be between 1 and 64 (got {o.parallel!r})")
         if o.timestamps not in TIMESTAMPS:
             raise AsrggufError(f"unknown timestamps {o.timestamps!r} (segment, word)")
+        if o.timestamps == "word" and o.piece_seconds > 180:
+            raise AsrggufError(f"word timestamps align at most 180 s at once (the official limit): piece_seconds "
+                               f"must be at most 180 (got {o.piece_seconds:g})")
         if o.bench_tokens is not None and not (isinstance(o.bench_tokens, int) and o.bench_tokens >= 1):
             raise AsrggufError(f"bench_tokens must be a positive integer (got {o.bench_tokens!r})")
         return cls(**{**o.__dict__, "language": lang, "context": o.context or "", "piece_seconds": float(o.piece_seconds)})

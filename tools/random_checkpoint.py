@@ -152,7 +152,7 @@ def make_processor(tok):
 
 
 def make_config(size: str, mha: bool = False, tied: bool | None = None, text_layers: int | None = None,
-                audio_layers: int | None = None, aligner: bool = False):
+                audio_layers: int | None = None, aligner: bool = False, classify_num: int = CLASSIFY_NUM):
     from qwen_asr.core.transformers_backend import Qwen3ASRConfig
     from qwen_asr.inference.utils import SUPPORTED_LANGUAGES
 
@@ -170,7 +170,7 @@ def make_config(size: str, mha: bool = False, tied: bool | None = None, text_lay
                    audio_start_token_id=151669, user_token_id=872, tie_word_embeddings=tie)
     top = {}
     if aligner:
-        thinker.update(model_type="qwen3_forced_aligner", classify_num=CLASSIFY_NUM, audio_end_token_id=151670,
+        thinker.update(model_type="qwen3_forced_aligner", classify_num=classify_num, audio_end_token_id=151670,
                        timestamp_token_id=TIMESTAMP_ID, timestamp_segment_time=TIMESTAMP_MS)
         top = dict(timestamp_token_id=TIMESTAMP_ID, timestamp_segment_time=TIMESTAMP_MS)
     cfg = Qwen3ASRConfig(thinker_config=thinker, support_languages=list(SUPPORTED_LANGUAGES), **top)
@@ -208,6 +208,11 @@ def scale_weights(model, seed: int, head_gain: float = 4.0, aligner: bool = Fals
         if text_cfg.tie_word_embeddings:
             model.thinker.lm_head.weight = model.thinker.model.embed_tokens.weight
         if aligner:
+            # sharper decoder attention: a <timestamp> row then gathers particular audio frames rather
+            # than the mean of everything before it, so its state (and class) follows the audio
+            for name, p in model.named_parameters():
+                if name.startswith("thinker.model.") and ("q_norm" in name or "k_norm" in name):
+                    p.mul_(2.5)
             return  # the head is set by center_aligner_head
         # a random model that stops after two words tests little: damp the end-of-turn logits
         head = model.thinker.lm_head.weight
@@ -217,13 +222,13 @@ def scale_weights(model, seed: int, head_gain: float = 4.0, aligner: bool = Fals
 
 
 def center_aligner_head(model, processor, seed: int) -> None:
-    """A head that reads what varies between <timestamp> positions.
+    """A head blind to the direction every <timestamp> state shares.
 
-    A random decoder's final states at the <timestamp> positions are mostly one common vector (norm
-    ~8 against ~0.5 of variation at the tiny shape) whose variation spans few directions, so a random
-    head gives one class nearly everywhere. Measured on a synthetic input (noise bursts and a long
-    sentence), the head becomes random rows times a whitening of the states with the common direction
-    removed (its 8 leading directions): the class then follows the audio and the text around each position."""
+    A random decoder's final states at the <timestamp> positions are mostly one common vector (at the
+    tiny shape: norm ~8 against ~0.5 of variation), so a random head gives one class nearly everywhere.
+    The common direction is measured on a synthetic input (noise bursts and 80 words) and removed from
+    random class rows, scaled so the logits spread: the class follows what varies (audio, text, position).
+    """
     import numpy as np
     import torch
 
@@ -242,15 +247,10 @@ def center_aligner_head(model, processor, seed: int) -> None:
         m = h.mean(0)
         m = m / m.norm()
         p0 = torch.eye(H, dtype=torch.float64) - torch.outer(m, m)
-        x = h @ p0
-        x = x - x.mean(0)
-        cov = x.T @ x / len(x)
-        ev, U = torch.linalg.eigh(cov)
-        k = min(8, H)   # the leading directions only: whitening the faint ones would amplify offsets
-        white = U[:, -k:] @ torch.diag(ev[-k:].rsqrt()) @ U[:, -k:].T @ p0
+        spread = (h @ p0).norm(dim=1).mean()
         g = torch.Generator().manual_seed(seed + 7)
         R = torch.randn(model.thinker.lm_head.weight.shape, generator=g, dtype=torch.float64) * 4.0 / math.sqrt(H)
-        model.thinker.lm_head.weight.copy_((R @ white).to(model.thinker.lm_head.weight.dtype))
+        model.thinker.lm_head.weight.copy_((R @ p0 * (math.sqrt(H) / spread)).to(model.thinker.lm_head.weight.dtype))
 
 
 def hf_layout_name(name: str) -> str:
@@ -265,7 +265,8 @@ def hf_layout_name(name: str) -> str:
 def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = False, tied: bool | None = None,
                      layout: str = "original", shard_size: str = "2GB", text_layers: int | None = None,
                      audio_layers: int | None = None, dtype: str | None = None, skeleton: bool = False,
-                     aligner: bool = False, head_gain: float | None = None) -> Path:
+                     aligner: bool = False, head_gain: float | None = None,
+                     classify_num: int = CLASSIFY_NUM) -> Path:
     import torch
     from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration
 
@@ -275,7 +276,7 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
     if aligner and tied:
         raise ValueError("an aligner's head is its own (classify_num rows): it cannot be tied")
     cfg = make_config(size, mha=mha, tied=False if aligner else tied, text_layers=text_layers,
-                      audio_layers=audio_layers, aligner=aligner)
+                      audio_layers=audio_layers, aligner=aligner, classify_num=classify_num)
     if skeleton:  # config and processor only: tools/cuda/fill_random.py draws weights where qwen-asr is absent
         cfg.dtype = dtype
         cfg.save_pretrained(out)
@@ -354,9 +355,11 @@ def main(argv=None):
                     help="config, tokenizer and processor only, no weights (see tools/cuda/fill_random.py)")
     ap.add_argument("--aligner", action="store_true", help="a Qwen3-ForcedAligner checkpoint (5000-class head)")
     ap.add_argument("--head-gain", type=float, help="output head scale (default 4, aligner 16)")
+    ap.add_argument("--classify-num", type=int, default=CLASSIFY_NUM,
+                    help="aligner classes (published: 5000 = 400 s at 80 ms; fewer keep random times short)")
     a = ap.parse_args(argv)
     write_checkpoint(a.out, a.size, a.seed, a.mha, a.tied, a.layout, a.shard_size, a.text_layers, a.audio_layers,
-                     a.dtype, a.skeleton, a.aligner, a.head_gain)
+                     a.dtype, a.skeleton, a.aligner, a.head_gain, a.classify_num)
     print(a.out)
 
 
