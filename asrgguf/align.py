@@ -294,12 +294,13 @@ class Aligner:
         dec.clear()
         pos = dec.eval_tokens(before, 0)
         pos = dec.eval_embeddings(emb, pos)
+        ta = time.perf_counter()
         hidden = dec.hidden_states(ids, pos, rows)
         dec.clear()
         t1 = time.perf_counter()
         scores = hidden @ self.head.T
         if timings is not None:
-            t.update(decoder=t1 - t0, head=time.perf_counter() - t1)
+            t.update(decoder_audio=ta - t0, decoder_text=t1 - ta, head=time.perf_counter() - t1)
             for k, v in t.items():
                 timings[k] = timings.get(k, 0.0) + v
         return scores
