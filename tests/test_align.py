@@ -142,28 +142,31 @@ def test_f32_classes_identical_to_official(shape, ck_al_gqa, ck_al_mha, gguf_pai
     off = official_aligner(str(ck))
     al = Aligner.from_gguf(*gguf_pair(ck, "f32"), device="cpu", dtype="float32", threads=2)
     distinct, n, undecided = set(), 0, 0
-    for clip in (clip5, clip20):
+    english = {clip5: SENTENCES[0], clip20: " ".join(SENTENCES)}
+    # each shape: one clip in English, the other in Chinese (the two shapes cover all four pairs)
+    cases = [(clip5, english[clip5], "English"), (clip20, ZH, "Chinese")] if shape == "gqa" else \
+        [(clip5, ZH, "Chinese"), (clip20, english[clip20], "English")]
+    for clip, text, lang in cases:
         wav = load(clip)
-        for text, lang in ((" ".join(SENTENCES) if clip == clip20 else SENTENCES[0], "English"), (ZH, "Chinese")):
-            units, ref = official_classes(off, wav, text, lang)
-            ours = al.scores(wav, units)
-            spread = ref.std(axis=1)
-            err = np.abs(ours - ref).max(axis=1)
-            assert (err <= MAX_SCORE_ERR * spread).all(), (err / spread).max()
-            # the class is identical wherever the official lead over the runner-up exceeds twice the
-            # row's score error (only there is it decided at this precision: 0.7-1 % of rows are not)
-            top = np.sort(ref, axis=1)
-            decided = top[:, -1] - top[:, -2] > 2 * err
-            np.testing.assert_array_equal(ours.argmax(1)[decided], ref.argmax(1)[decided])
-            n, undecided = n + len(ref), undecided + int((~decided).sum())
-            distinct |= set(ref.argmax(1).tolist())
-            words = [(w.text, w.start, w.end) for w in al.align(wav, text, lang)]
-            ref_words = official_words(off, wav, text, lang)
-            assert [w[0] for w in words] == [w[0] for w in ref_words] == units
-            if (ours.argmax(1) == ref.argmax(1)).all():
-                assert words == ref_words
+        units, ref = official_classes(off, wav, text, lang)
+        ours = al.scores(wav, units)
+        spread = ref.std(axis=1)
+        err = np.abs(ours - ref).max(axis=1)
+        assert (err <= MAX_SCORE_ERR * spread).all(), (err / spread).max()
+        # the class is identical wherever the official lead over the runner-up exceeds twice the
+        # row's score error (only there is it decided at this precision)
+        top = np.sort(ref, axis=1)
+        decided = top[:, -1] - top[:, -2] > 2 * err
+        np.testing.assert_array_equal(ours.argmax(1)[decided], ref.argmax(1)[decided])
+        n, undecided = n + len(ref), undecided + int((~decided).sum())
+        distinct |= set(ref.argmax(1).tolist())
+        words = [(w.text, w.start, w.end) for w in al.align(wav, text, lang)]
+        ref_words = official_words(off, wav, text, lang)
+        assert [w[0] for w in words] == [w[0] for w in ref_words] == units
+        if (ours.argmax(1) == ref.argmax(1)).all():
+            assert words == ref_words
     assert undecided <= 0.05 * n, (undecided, n)
-    assert len(distinct) >= 50   # the random head's classes vary with the input
+    assert len(distinct) >= 25   # the random head's classes vary with the input
     al.close()
 
 
