@@ -421,7 +421,10 @@ class Transcriber:
                 if not batch.active:
                     break
                 for job in batch.step():
+                    ta = time.perf_counter()
                     done[job.tag.index] = self.segment(job, job.tag, opts)
+                    if opts.timestamps == "word":  # the aligner's pass over the piece
+                        t["align"] = t.get("align", 0.0) + time.perf_counter() - ta
                     t["generated_tokens"] += len(job.ids)
                     n_dec += max(0, len(job.ids) - 1)
                 t["prefill"], t["decode"] = batch.prefill_s, batch.decode_s
