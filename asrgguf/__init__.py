@@ -2,7 +2,7 @@
 from .errors import AsrggufError
 
 __version__ = "0.1.0"
-__all__ = ["Transcriber", "Transcription", "Segment", "Word", "AsrggufError", "__version__"]
+__all__ = ["Transcriber", "Transcription", "Segment", "Word", "Aligner", "AsrggufError", "__version__"]
 
 
 def __getattr__(name):  # lazy: `import asrgguf.audio` must not pull in torch and llama.cpp
@@ -10,4 +10,8 @@ def __getattr__(name):  # lazy: `import asrgguf.audio` must not pull in torch an
         from . import transcribe
 
         return getattr(transcribe, name)
+    if name == "Aligner":
+        from .align import Aligner
+
+        return Aligner
     raise AttributeError(name)

@@ -154,11 +154,12 @@ def plan(args: list[str], out_dir: Path | None, fmt: str, overwrite: bool, summa
     return Plan(items, outs, [i for i in todo if i in infos], infos)
 
 
-def transcribe_one(tr, source, fmt: str, opts: dict, out=None, on_segment=None, write=None):
+def transcribe_one(tr, source, fmt: str, opts: dict, out=None, on_segment=None, write=None,
+                   max_line_chars: int | None = None):
     """One input of a batch: transcribe, render, and write the output (atomically) when `out` is given.
     Returns (transcription, rendered text)."""
     res = tr.transcribe(source, on_segment=on_segment, **opts)
-    doc = render(res, fmt)
+    doc = render(res, fmt, max_line_chars)
     if out is not None:
         (write or write_output)(out, doc)
     return res, doc
@@ -171,10 +172,10 @@ def failure_message(source, e: BaseException) -> str:
     return f"{source}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else 'failed'}"
 
 
-def render(result, fmt: str) -> str:
-    from .formats import render as _render
+def render(result, fmt: str, max_line_chars: int | None = None) -> str:
+    from .formats import LINE_WIDTH, render as _render
 
-    return _render(result, fmt)
+    return _render(result, fmt, max_line_chars or LINE_WIDTH)
 
 
 def write_output(path: Path, text: str) -> None:

@@ -54,6 +54,15 @@ class Checkpoint:
         tie = self.text_config.get("tie_word_embeddings", thinker.get("tie_word_embeddings",
                                                                       cfg.get("tie_word_embeddings", False)))
         self.tied = bool(tie)
+        # Qwen3-ForcedAligner: the thinker config marks it and its head has classify_num rows
+        self.aligner = "forced_aligner" in str(thinker.get("model_type", ""))
+        self.classify_num = int(thinker.get("classify_num", 0) or 0) if self.aligner else 0
+        if self.aligner:
+            if self.classify_num < 1:
+                raise AsrggufError(f"{self.path}: a forced-aligner config.json without classify_num")
+            self.timestamp_token_id = int(cfg.get("timestamp_token_id", thinker.get("timestamp_token_id", 151705)))
+            self.timestamp_segment_time = float(cfg.get("timestamp_segment_time",
+                                                        thinker.get("timestamp_segment_time", 80)))
         self.name = self.path.resolve().name
         self._files = self._find_shards()
         self._index: dict[tuple[str, str], tuple[Path, str]] = {}
@@ -68,7 +77,7 @@ class Checkpoint:
                             self._index[split] = (f, key)
             except Exception as e:  # safetensors raises its own error types
                 raise AsrggufError(f"{f}: cannot read safetensors file: {e}") from None
-        if ("text", "lm_head.weight") in self._index and self.tied:
+        if ("text", "lm_head.weight") in self._index and self.tied and not self.aligner:
             # a tied checkpoint that still stores the head: llama.cpp uses token_embd then
             del self._index[("text", "lm_head.weight")]
         self.tied = ("text", "lm_head.weight") not in self._index
@@ -97,7 +106,9 @@ class Checkpoint:
         hd = t.get("head_dim") or H // nh
         shapes: dict[tuple[str, str], tuple[int, ...]] = {
             ("text", "embed_tokens.weight"): (V, H), ("text", "norm.weight"): (H,)}
-        if not self.tied:
+        if self.aligner:
+            shapes[("text", "lm_head.weight")] = (self.classify_num, H)
+        elif not self.tied:
             shapes[("text", "lm_head.weight")] = (V, H)
         for i in range(t["num_hidden_layers"]):
             p = f"layers.{i}."

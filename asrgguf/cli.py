@@ -1,4 +1,4 @@
-"""asrgguf command line: `run`, `quantize`, `languages`, `serve`."""
+"""asrgguf command line: `run`, `align`, `quantize`, `languages`, `serve`."""
 from __future__ import annotations
 
 import contextlib
@@ -64,9 +64,12 @@ def main():
     """Qwen3-ASR speech recognition: PyTorch audio encoder + llama.cpp GGUF decoder."""
 
 
-_TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the audio was cut); sentences "
-               "inside a piece get times interpolated by character count, so they are as fine as the piece is "
-               "short (--piece-seconds; the model gives no word times).")
+_TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the audio was cut); without "
+               "--timestamps word, sentences inside a piece get times interpolated by character count, so they "
+               "are only as fine as the piece is short (--piece-seconds, 30 s by default; json says "
+               "\"timing\": \"interpolated\"). --timestamps word aligns each piece's text to its audio with "
+               "Qwen3-ForcedAligner (--aligner, or an aligner beside the model): json gets words with start and "
+               "end (\"timing\": \"word\"), srt/vtt cues get word-derived times.")
 
 
 @main.command(epilog=_TIMES_HELP)
@@ -107,6 +110,13 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
               help="Let looping generations run to --max-new-tokens and keep repeated text as generated.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("--progress", is_flag=True, help="Progress bar even when stderr is not a terminal.")
+@click.option("--timestamps", type=click.Choice(["segment", "word"]), default="segment", show_default=True,
+              help="segment: exact piece times, interpolated inside; word: word times from the aligner.")
+@click.option("--aligner", "aligner_path", type=click.Path(),
+              help="Qwen3-ForcedAligner for --timestamps word: its decoder GGUF (mmproj beside it) or checkpoint "
+                   "directory; default: an aligner GGUF beside --gguf, or a forced-aligner checkpoint beside --model.")
+@click.option("--max-line-chars", type=click.IntRange(10, 200), default=42, show_default=True,
+              help="srt/vtt: characters per subtitle line (two lines a cue).")
 @click.option("--bench-tokens", type=click.IntRange(1), default=None, hidden=True,
               help="Benchmarks only: generate exactly N tokens, ignoring end-of-turn (for random weights).")
 @click.option("--ray", "ray_address", default=None, metavar="local|auto|ADDRESS",
@@ -118,10 +128,13 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
               help="With --ray: CPUs each actor reserves and uses (default: --threads, else 1).")
 def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
         threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
-        progress, bench_tokens, ray_address, workers, threads_per_worker):
+        progress, timestamps, aligner_path, max_line_chars, bench_tokens, ray_address, workers,
+        threads_per_worker):
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
     from . import batch
 
+    if ray_address and (timestamps == "word" or aligner_path or max_line_chars != 42):
+        raise AsrggufError("--timestamps word, --aligner and --max-line-chars do not work with --ray yet")
     if ray_address:
         return _run_ray(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype,
                         n_gpu_layers, threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel,
@@ -142,9 +155,15 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
         raise AsrggufError("--quiet and --progress contradict each other; give one")
     opts = dict(language=normalize_language(language), context=context, max_new_tokens=max_new_tokens,
                 piece_seconds=piece_seconds, parallel=parallel, repetition_guard=not no_repetition_guard,
-                bench_tokens=bench_tokens)
+                bench_tokens=bench_tokens, timestamps=timestamps)
     Options.make(**opts)  # fail before loading anything
     check_device_dtype(device, dtype)
+    if timestamps == "word":
+        from .align import find_aligner
+
+        aligner_path = aligner_path or find_aligner(gguf_path or model_dir)
+    elif aligner_path:
+        raise AsrggufError("--aligner goes with --timestamps word")
     if out_text:
         batch.check_writable(Path(out_text))
     if output_dir:
@@ -167,8 +186,15 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
     if infos:  # only when there is something to transcribe
         kw = dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads,
                   max_new_tokens=max_new_tokens)
+        if timestamps == "word":  # the aligner first: its errors before the longer load
+            from .align import Aligner
+
+            aligner = Aligner.load(aligner_path, device=device, dtype=dtype, n_gpu_layers=n_gpu_layers,
+                                   threads=threads)
         tr = Transcriber.from_gguf(gguf_path, mmproj, **kw) if gguf_path else \
             Transcriber.from_pretrained(model_dir, **kw)
+        if timestamps == "word":
+            tr.aligner = aligner
     total = plan.total_seconds
     prog = batch.Progress(batch.progress_wanted(quiet, progress or None), total or None)
     texts = []
@@ -179,7 +205,8 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
             prog.set_desc(Path(it.source).name)
             try:
                 res, doc = batch.transcribe_one(tr, it.source, fmt, opts, outs[i] if output_dir else None,
-                                                on_segment=lambda s: prog.update(s.end - s.start))
+                                                on_segment=lambda s: prog.update(s.end - s.start),
+                                                max_line_chars=max_line_chars)
             except Exception as e:  # one bad input must not stop the batch
                 if SIGNALS:  # ... but Ctrl-C must, even when a C extension turned it into another exception
                     raise signal_exception(SIGNALS[-1]) from None
@@ -238,7 +265,7 @@ def _run_ray(audio, gguf_path, mmproj, model_dir, language, context, max_new_tok
 @click.option("--threads", type=click.IntRange(1), default=None, help="Threads for K-quants.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def quantize(model_dir, outtype, mmproj_type, outdir, threads, quiet):
-    """Convert a Qwen3-ASR checkpoint into a decoder GGUF and an mmproj GGUF."""
+    """Convert a Qwen3-ASR (or Qwen3-ForcedAligner) checkpoint into a decoder GGUF and an mmproj GGUF."""
     from .convert import quantize_checkpoint
 
     mm = mmproj_type or ("f32" if outtype.lower() == "f32" else "f16")
@@ -250,12 +277,55 @@ def quantize(model_dir, outtype, mmproj_type, outdir, threads, quiet):
 
 
 @main.command()
+@click.argument("audio")
+@click.option("--text", help="The transcript to align.")
+@click.option("--text-file", type=click.Path(dir_okay=False), help="Read the transcript from this file (UTF-8).")
+@click.option("--language", required=True,
+              help="Language of the text: a name or ISO code among those 'asrgguf languages' marks 'aligner'.")
+@click.option("--aligner", "aligner_path", type=click.Path(), required=True,
+              help="Qwen3-ForcedAligner: decoder GGUF (mmproj beside it, or --mmproj) or checkpoint directory.")
+@click.option("--mmproj", type=click.Path(dir_okay=False), help="The aligner's audio encoder GGUF.")
+@click.option("--device", default="auto", show_default=True, help="Encoder device: auto|cpu|cuda|mps.")
+@click.option("--dtype", default="auto", show_default=True, help="Encoder dtype: auto|float32|float16|bfloat16.")
+@click.option("--n-gpu-layers", type=int, default=None, help="Decoder layers on the GPU.")
+@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores).")
+def align(audio, text, text_file, language, aligner_path, mmproj, device, dtype, n_gpu_layers, threads):
+    """Word times of a known transcript: json words with start and end (seconds), at most 180 s of AUDIO."""
+    import json
+
+    from .align import Aligner, aligner_language
+    from .audio import probe
+
+    if (text is None) == (text_file is None):
+        raise AsrggufError("give the transcript with --text TEXT or --text-file FILE")
+    if text_file:
+        try:
+            text = Path(text_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise AsrggufError(f"{text_file}: cannot read the transcript ({getattr(e, 'strerror', None) or e})") from None
+    lang = aligner_language(language)
+    probe(audio)  # bad audio before the model loads
+    kw = dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads)
+    if mmproj:
+        kw["mmproj"] = mmproj
+    al = Aligner.load(aligner_path, **kw)
+    timings: dict = {}
+    words = al.align(audio, text, lang, timings=timings)
+    doc = {"audio": str(audio), "language": lang, "text": text, "timing": "word",
+           "words": [w.to_dict() for w in words], "timings": {k: round(v, 4) for k, v in timings.items()},
+           "model": al.model_info}
+    click.echo(json.dumps(doc, ensure_ascii=False))
+
+
+@main.command()
 def languages():
-    """List the supported languages and the codes --language accepts."""
+    """List the supported languages and the codes --language accepts; 'aligner' marks those the forced
+    aligner (--timestamps word, asrgguf align) supports."""
+    from .align import ALIGNER_LANGUAGES
     from .languages import LANGUAGES
 
     for name, codes in LANGUAGES.items():
-        click.echo(f"{name}\t{', '.join(codes)}")
+        click.echo(f"{name}\t{', '.join(codes)}" + ("\taligner" if name in ALIGNER_LANGUAGES else ""))
 
 
 @main.command()

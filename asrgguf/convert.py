@@ -129,8 +129,8 @@ def text_plans(ck: Checkpoint, outtype: str) -> list[_Plan]:
         if kind != "text":
             continue
         shape = ck.shape(kind, name)
-        plans.append(_Plan(names.text_to_gguf(name), shape, _qtype_for(outtype, shape),
-                           _row_blocks(ck, kind, name, shape)))
+        gname = names.ALIGNER_HEAD if ck.aligner and name == "lm_head.weight" else names.text_to_gguf(name)
+        plans.append(_Plan(gname, shape, _qtype_for(outtype, shape), _row_blocks(ck, kind, name, shape)))
     return plans
 
 
@@ -186,6 +186,11 @@ def _text_writer(ck: Checkpoint, ftype: int):
         w.add_uint32(f"{a}.attention.key_length", hd)
         w.add_uint32(f"{a}.attention.value_length", hd)
         w.add_uint32(f"{a}.n_deepstack_layers", 0)
+        if ck.aligner:  # the head as llama.cpp's classifier head: one label per class, its time in ms
+            ms = ck.timestamp_segment_time
+            w.add_array(f"{a}.classifier.output_labels", [f"{i * ms:g}ms" for i in range(ck.classify_num)])
+            w.add_uint32(names.KEY_TIMESTAMP_TOKEN, ck.timestamp_token_id)
+            w.add_float32(names.KEY_TIMESTAMP_MS, ms)
         w.add_file_type(ftype)
         w.add_quantization_version(gguf.GGML_QUANT_VERSION)
         w.add_tokenizer_model("gpt2")

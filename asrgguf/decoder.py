@@ -102,6 +102,7 @@ class DecoderOptions:
     kv_f32: bool | None = None        # None: f32 KV for f32 decoders (exact mode), else f16
     n_seq: int = 1            # parallel sequences (grown per request, see ensure_ctx)
     repack: bool = True       # llama.cpp's repacked CPU weight layouts (use_extra_bufts; docs/benchmarks.md)
+    embeddings: bool = False  # a context that can return final hidden states (the aligner; see hidden_states)
 
 
 class Decoder:
@@ -180,6 +181,8 @@ class Decoder:
             cp.type_k = cp.type_v = L.GGML_TYPE_F32
             cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
         cp.no_perf = True
+        if opts.embeddings:
+            cp.embeddings, cp.pooling_type = True, L.LLAMA_POOLING_TYPE_NONE
         ctx = L.llama_init_from_model(self.model, cp)
         if not ctx:
             msg = (f"{self.path}: llama.cpp could not create a context (n_ctx={cp.n_ctx})"
@@ -189,6 +192,8 @@ class Decoder:
                     self._make_ctx(*old)
             raise AsrggufError(msg)
         self.ctx = ctx
+        if opts.embeddings:  # off until hidden_states asks: with it on, every row is output (and gets logits)
+            L.llama_set_embeddings(self.ctx, False)
         self.n_seq = n_seq
         self.n_ctx = L.llama_n_ctx(self.ctx) // n_seq   # positions per sequence
         self._step = _Batch(n_seq, None, self.n_pos, 1)
@@ -277,6 +282,36 @@ class Decoder:
             b.fill(len(part), pos0 + s, seq, logits_last and s + len(part) == len(emb))
             self._decode(b)
         return pos0 + len(emb)
+
+    def hidden_states(self, ids, pos0: int, rows: np.ndarray, seq: int = 0) -> np.ndarray:
+        """Evaluate token ids at positions pos0.. and return the final hidden states (after the output
+        norm, before the head) of the rows asked for (indices into ids), as (len(rows), n_embd).
+
+        llama.cpp outputs every row of a batch while embeddings are on (and computes its vocabulary
+        logits for them too), so they are on only for these tokens, not for the audio before them."""
+        if not self.opts.embeddings:
+            raise ValueError("hidden_states needs a decoder made with DecoderOptions(embeddings=True)")
+        L = self.L
+        ids = np.asarray(ids, np.int32)
+        rows = np.asarray(rows, np.int64)
+        out = np.zeros((len(rows), self.n_embd), np.float32)
+        b = self._tok_batch
+        L.llama_set_embeddings(self.ctx, True)
+        try:
+            for s in range(0, len(ids), self.n_batch):
+                part = ids[s:s + self.n_batch]
+                b.token[:len(part)] = part
+                b.fill(len(part), pos0 + s, seq)
+                b.logits[:len(part)] = 1
+                self._decode(b)
+                sel = (rows >= s) & (rows < s + len(part))
+                if sel.any():
+                    ptr = L.llama_get_embeddings(self.ctx)
+                    emb = np.ctypeslib.as_array(ptr, shape=(len(part), self.n_embd))
+                    out[sel] = emb[rows[sel] - s]
+        finally:
+            L.llama_set_embeddings(self.ctx, False)
+        return out
 
     def logits(self, i: int = -1) -> np.ndarray:
         """The logits of output row i of the last decode (-1: the last row), as a float32 array."""

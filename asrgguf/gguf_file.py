@@ -169,6 +169,81 @@ def read_kv(path: str | Path, keys: set[str]) -> dict:
     return out
 
 
+def read_tensor(path: str | Path, name: str) -> np.ndarray | None:
+    """One tensor of a GGUF file as float32 numpy (row-major), None when the file has no such tensor.
+
+    Walks the header as read_kv does (gguf-py's reader would parse the whole vocabulary first) and
+    reads only that tensor's bytes."""
+    import struct
+
+    import gguf
+
+    p = Path(path)
+    with open(p, "rb") as f:
+        head = f.read(24)
+        if len(head) < 24 or head[:4] != b"GGUF":
+            raise AsrggufError(f"{p}: not a GGUF file")
+        _, n_tensors, n_kv = struct.unpack("<IQQ", head[4:24])
+        align = 32
+
+        def read(n):
+            b = f.read(n)
+            if len(b) != n:
+                raise AsrggufError(f"{p}: truncated GGUF file (header ends early)")
+            return b
+
+        def read_str():
+            (n,) = struct.unpack("<Q", read(8))
+            return read(n).decode("utf-8", "replace")
+
+        try:
+            for _ in range(n_kv):
+                key = read_str()
+                (t,) = struct.unpack("<I", read(4))
+                if t == 8:
+                    (n,) = struct.unpack("<Q", read(8))
+                    f.seek(n, 1)
+                elif t == 9:
+                    (st, n) = struct.unpack("<IQ", read(12))
+                    if st == 8:
+                        for _ in range(n):
+                            (m,) = struct.unpack("<Q", read(8))
+                            f.seek(m, 1)
+                    else:
+                        f.seek(n * struct.calcsize(_SCALAR[st]), 1)
+                elif key == "general.alignment":
+                    align = struct.unpack(f"<{_SCALAR[t]}", read(struct.calcsize(_SCALAR[t])))[0]
+                else:
+                    f.seek(struct.calcsize(_SCALAR[t]), 1)
+            found = None
+            for _ in range(n_tensors):
+                tname = read_str()
+                (nd,) = struct.unpack("<I", read(4))
+                dims = struct.unpack(f"<{nd}Q", read(8 * nd))
+                qtype, offset = struct.unpack("<IQ", read(12))
+                if tname == name:
+                    found = (dims, qtype, offset)
+            start = f.tell()
+            start += (-start) % align
+            if found is None:
+                return None
+            dims, qtype, offset = found
+            block, size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(qtype)]
+            n = int(np.prod(dims))
+            f.seek(start + offset)
+            raw = np.frombuffer(read(n // block * size), np.uint8)
+        except (KeyError, ValueError, struct.error):
+            raise AsrggufError(f"{p}: corrupt GGUF header") from None
+    Q = gguf.GGMLQuantizationType
+    shape = tuple(int(d) for d in reversed(dims))
+    if qtype == Q.F32:
+        return raw.view(np.float32).reshape(shape).copy()
+    if qtype == Q.F16:
+        return raw.view(np.float16).astype(np.float32).reshape(shape)
+    rows = raw.reshape(shape[0], -1)
+    return gguf.quants.dequantize(rows, Q(qtype)).astype(np.float32).reshape(shape)
+
+
 def tensor_to_torch(t, dtype=None, copy: bool = True):
     """A reader tensor as a torch tensor (row-major), converted with torch (fast f16 -> f32).
 

@@ -48,7 +48,13 @@ _AUDIO_GLOBAL = {
     "conv2d1": "a.conv2d.1", "conv2d2": "a.conv2d.2", "conv2d3": "a.conv2d.3", "conv_out": "a.conv_out",
     "ln_post": "a.post_ln", "proj1": "mm.a.mlp.1", "proj2": "mm.a.mlp.2",
 }
-AUDIO_POSITION = "a.position_embd.weight"  # sinusoids, written for llama.cpp; asrgguf recomputes them
+AUDIO_POSITION = "a.position_embd.weight"
+# Qwen3-ForcedAligner: its Linear(hidden, classify_num) head is stored under the name llama.cpp's qwen3vl
+# loads as an (optional) classifier head, with one label per class; llama.cpp only applies it for rank
+# pooling, so with pooling none it returns the final states and asrgguf applies the head (align.py)
+ALIGNER_HEAD = "cls.output.weight"
+KEY_TIMESTAMP_TOKEN = "asrgguf.aligner.timestamp_token_id"
+KEY_TIMESTAMP_MS = "asrgguf.aligner.timestamp_segment_time"  # sinusoids, written for llama.cpp; asrgguf recomputes them
 
 
 def _invert(d: dict) -> dict:

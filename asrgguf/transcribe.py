@@ -136,6 +136,9 @@ class Options:
             raise AsrggufError(f"parallel must be between 1 and 64 (got {o.parallel!r})")
         if o.timestamps not in TIMESTAMPS:
             raise AsrggufError(f"unknown timestamps {o.timestamps!r} (segment, word)")
+        if o.timestamps == "word" and o.piece_seconds > 180:
+            raise AsrggufError(f"word timestamps align at most 180 s at once (the official limit): piece_seconds "
+                               f"must be at most 180 (got {o.piece_seconds:g})")
         if o.bench_tokens is not None and not (isinstance(o.bench_tokens, int) and o.bench_tokens >= 1):
             raise AsrggufError(f"bench_tokens must be a positive integer (got {o.bench_tokens!r})")
         return cls(**{**o.__dict__, "language": lang, "context": o.context or "", "piece_seconds": float(o.piece_seconds)})
@@ -247,16 +250,18 @@ class Transcriber:
     def from_gguf(cls, decoder: str | Path, mmproj: str | Path | None = None, device: str = "auto",
                   dtype: str = "auto", n_gpu_layers: int | None = None, threads: int | None = None,
                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, n_ctx: int = 512,
-                  flash_attn: bool | None = None) -> "Transcriber":
+                  flash_attn: bool | None = None, embeddings: bool = False) -> "Transcriber":
         """Load a decoder GGUF and its mmproj (default: the mmproj-*.gguf beside the decoder).
 
         device/dtype: the encoder's (auto: a GPU when torch has one; float32 on CPU, float16 on a GPU);
         n_gpu_layers: decoder layers on the GPU (None: all when llama.cpp was built with a GPU backend);
         threads: CPU threads (None: all cores); max_new_tokens: the default token limit per piece;
-        n_ctx: the initial context (it grows as a request needs); flash_attn: None picks by device.
+        n_ctx: the initial context (it grows as a request needs); flash_attn: None picks by device;
+        embeddings: a context that can return final hidden states (the forced aligner).
         Header errors (missing file, not GGUF, wrong architecture, missing keys) come before any load."""
         t0 = time.perf_counter()
-        opts = DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn)
+        opts = DecoderOptions(n_ctx=n_ctx, n_threads=threads, n_gpu_layers=n_gpu_layers, flash_attn=flash_attn,
+                              embeddings=embeddings)
         from .mmproj import check_mmproj
 
         check_device_dtype(device, dtype)
@@ -449,7 +454,10 @@ class Transcriber:
                 if not batch.active:
                     break
                 for job in batch.step():
+                    ta = time.perf_counter()
                     done[job.tag.index] = self.segment(job, job.tag, opts)
+                    if opts.timestamps == "word":  # the aligner's pass over the piece
+                        t["align"] = t.get("align", 0.0) + time.perf_counter() - ta
                     t["generated_tokens"] += len(job.ids)
                     n_dec += max(0, len(job.ids) - 1)
                 t["prefill"], t["decode"] = batch.prefill_s, batch.decode_s

@@ -37,7 +37,7 @@ def test_run_txt_and_json(pair, clip5, tmp_path):
 
 def test_languages_command():
     r = cli("languages")
-    assert r.returncode == 0 and r.stdout.splitlines()[1] == "English\ten" and len(r.stdout.splitlines()) == 30
+    assert r.returncode == 0 and r.stdout.splitlines()[1] == "English\ten\taligner" and len(r.stdout.splitlines()) == 30
 
 
 def truncated(src, dst, n_bytes):

@@ -16,6 +16,14 @@ scale), token embeddings std 1, and the output head a gain that spreads the logi
 
     python tools/random_checkpoint.py OUT --size tiny [--mha] [--tied] [--layout hf]
     python tools/random_checkpoint.py OUT --size 0.6b
+    python tools/random_checkpoint.py OUT --aligner [--size tiny|aligner-0.6b]
+
+`--aligner` writes a Qwen3-ForcedAligner checkpoint: the thinker config's model_type is
+"qwen3_forced_aligner", the head is Linear(hidden, classify_num) (5000 classes of
+timestamp_segment_time = 80 ms), and the tokenizer has `<timestamp>` at id 151705, as published.
+`Qwen3ForcedAligner.from_pretrained` loads it. The head is measured on a synthetic input so that the
+class at a `<timestamp>` position follows what varies there (audio, text, position); see
+center_aligner_head. `--size aligner-0.6b` gives the published aligner's shapes (audio tower as 1.7B's).
 """
 from __future__ import annotations
 
@@ -43,11 +51,12 @@ _KNOWN_ADDED = {
     151662: "<|fim_pad|>", 151663: "<|repo_name|>", 151664: "<|file_sep|>",
     151665: "<tool_response>", 151666: "</tool_response>", 151667: "<think>", 151668: "</think>",
     151669: "<|audio_start|>", 151670: "<|audio_end|>", 151676: "<|audio_pad|>",
-    151704: "<asr_text>",
+    151704: "<asr_text>", 151705: "<timestamp>",
 }
 FIRST_ADDED, LAST_ADDED = 151643, 151704
+TIMESTAMP_ID, TIMESTAMP_MS, CLASSIFY_NUM = 151705, 80, 5000   # Qwen3-ForcedAligner-0.6B's config
 NOT_SPECIAL = {"<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>",
-               "</think>", "<asr_text>"}
+               "</think>", "<asr_text>", "<timestamp>"}
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
@@ -85,6 +94,11 @@ SIZES = {
                                 "interleaved": True, "mrope_interleaved": True},
                   tie_word_embeddings=False)),
 }
+# the published Qwen3-ForcedAligner-0.6B: the 1.7B's audio tower with output 1024, the 0.6B's decoder
+# untied, vocabulary 152064
+SIZES["aligner-0.6b"] = (dict(SIZES["1.7b"][0], output_dim=1024),
+                         dict(TEXT_COMMON, hidden_size=1024, intermediate_size=3072, vocab_size=152064,
+                              tie_word_embeddings=False))
 # a narrower tiny model (decoder width 32): for mismatched-pair tests
 SIZES["tiny32"] = (dict(SIZES["tiny"][0], output_dim=32),
                    dict(SIZES["tiny"][1], hidden_size=32, num_attention_heads=2, num_key_value_heads=1))
@@ -99,13 +113,14 @@ def qwen2_tokenizer(vocab_file: str, merges_file: str):
                               clean_up_tokenization_spaces=False, model_max_length=131072)
 
 
-def make_tokenizer():
+def make_tokenizer(aligner: bool = False):
     with tempfile.TemporaryDirectory() as tmp, tarfile.open(BPE_ARCHIVE) as tar:
         tar.extractall(tmp, filter="data")
         tok = qwen2_tokenizer(os.path.join(tmp, "vocab.json"), os.path.join(tmp, "merges.txt"))
     assert len(tok) == FIRST_ADDED, len(tok)
-    add_special_tokens(tok, [_KNOWN_ADDED.get(i, f"<|reserved_{i}|>") for i in range(FIRST_ADDED, LAST_ADDED + 1)])
-    assert all(tok.convert_tokens_to_ids(name) == i for i, name in _KNOWN_ADDED.items())
+    last = TIMESTAMP_ID if aligner else LAST_ADDED
+    add_special_tokens(tok, [_KNOWN_ADDED.get(i, f"<|reserved_{i}|>") for i in range(FIRST_ADDED, last + 1)])
+    assert all(tok.convert_tokens_to_ids(name) == i for i, name in _KNOWN_ADDED.items() if i <= last)
     return tok
 
 
@@ -137,7 +152,7 @@ def make_processor(tok):
 
 
 def make_config(size: str, mha: bool = False, tied: bool | None = None, text_layers: int | None = None,
-                audio_layers: int | None = None):
+                audio_layers: int | None = None, aligner: bool = False, classify_num: int = CLASSIFY_NUM):
     from qwen_asr.core.transformers_backend import Qwen3ASRConfig
     from qwen_asr.inference.utils import SUPPORTED_LANGUAGES
 
@@ -153,7 +168,12 @@ def make_config(size: str, mha: bool = False, tied: bool | None = None, text_lay
     tie = text["tie_word_embeddings"]
     thinker = dict(audio_config=audio, text_config=text, audio_token_id=151676,
                    audio_start_token_id=151669, user_token_id=872, tie_word_embeddings=tie)
-    cfg = Qwen3ASRConfig(thinker_config=thinker, support_languages=list(SUPPORTED_LANGUAGES))
+    top = {}
+    if aligner:
+        thinker.update(model_type="qwen3_forced_aligner", classify_num=classify_num, audio_end_token_id=151670,
+                       timestamp_token_id=TIMESTAMP_ID, timestamp_segment_time=TIMESTAMP_MS)
+        top = dict(timestamp_token_id=TIMESTAMP_ID, timestamp_segment_time=TIMESTAMP_MS)
+    cfg = Qwen3ASRConfig(thinker_config=thinker, support_languages=list(SUPPORTED_LANGUAGES), **top)
     cfg.architectures = ["Qwen3ASRForConditionalGeneration"]
     cfg.tie_word_embeddings = tie
     return cfg
@@ -177,7 +197,7 @@ def draw_weight(name: str, shape, g, tied: bool, head_gain: float = 4.0):
     return 0.1 * t  # biases
 
 
-def scale_weights(model, seed: int, head_gain: float = 4.0):
+def scale_weights(model, seed: int, head_gain: float = 4.0, aligner: bool = False):
     import torch
 
     g = torch.Generator().manual_seed(seed)
@@ -187,11 +207,50 @@ def scale_weights(model, seed: int, head_gain: float = 4.0):
             p.copy_(draw_weight(name, p.shape, g, text_cfg.tie_word_embeddings, head_gain))
         if text_cfg.tie_word_embeddings:
             model.thinker.lm_head.weight = model.thinker.model.embed_tokens.weight
+        if aligner:
+            # sharper decoder attention: a <timestamp> row then gathers particular audio frames rather
+            # than the mean of everything before it, so its state (and class) follows the audio
+            for name, p in model.named_parameters():
+                if name.startswith("thinker.model.") and ("q_norm" in name or "k_norm" in name):
+                    p.mul_(2.5)
+            return  # the head is set by center_aligner_head
         # a random model that stops after two words tests little: damp the end-of-turn logits
         head = model.thinker.lm_head.weight
         for tok in (151643, 151645):
             if tok < head.shape[0]:
                 head[tok] *= 0.3
+
+
+def center_aligner_head(model, processor, seed: int) -> None:
+    """A head blind to the direction every <timestamp> state shares.
+
+    A random decoder's final states at the <timestamp> positions are mostly one common vector (at the
+    tiny shape: norm ~8 against ~0.5 of variation), so a random head gives one class nearly everywhere.
+    The common direction is measured on a synthetic input (noise bursts and 80 words) and removed from
+    random class rows, scaled so the logits spread: the class follows what varies (audio, text, position).
+    """
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(seed)
+    sr = 16000
+    env = np.repeat(rng.uniform(0, 1, 80) > 0.4, sr // 8).astype(np.float32)
+    wav = (rng.standard_normal(env.size).astype(np.float32) * 0.1 * env)
+    words = "the quick brown fox jumps over a lazy dog near river bank while birds sing".split()
+    units = [words[i] for i in rng.integers(0, len(words), 80)]
+    text = "<|audio_start|><|audio_pad|><|audio_end|>" + "".join(u + "<timestamp><timestamp>" for u in units)
+    inp = processor(text=[text], audio=[wav], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        out = model.thinker(**inp, output_hidden_states=True)
+        h = out.hidden_states[-1][0][inp["input_ids"][0] == TIMESTAMP_ID].double()
+        H = h.shape[1]
+        m = h.mean(0)
+        m = m / m.norm()
+        p0 = torch.eye(H, dtype=torch.float64) - torch.outer(m, m)
+        spread = (h @ p0).norm(dim=1).mean()
+        g = torch.Generator().manual_seed(seed + 7)
+        R = torch.randn(model.thinker.lm_head.weight.shape, generator=g, dtype=torch.float64) * 4.0 / math.sqrt(H)
+        model.thinker.lm_head.weight.copy_((R @ p0 * (math.sqrt(H) / spread)).to(model.thinker.lm_head.weight.dtype))
 
 
 def hf_layout_name(name: str) -> str:
@@ -205,18 +264,25 @@ def hf_layout_name(name: str) -> str:
 
 def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = False, tied: bool | None = None,
                      layout: str = "original", shard_size: str = "2GB", text_layers: int | None = None,
-                     audio_layers: int | None = None, dtype: str | None = None, skeleton: bool = False) -> Path:
+                     audio_layers: int | None = None, dtype: str | None = None, skeleton: bool = False,
+                     aligner: bool = False, head_gain: float | None = None,
+                     classify_num: int = CLASSIFY_NUM) -> Path:
     import torch
     from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     dtype = dtype or ("float32" if size.startswith("tiny") else "bfloat16")
-    cfg = make_config(size, mha=mha, tied=tied, text_layers=text_layers, audio_layers=audio_layers)
+    if aligner and tied:
+        raise ValueError("an aligner's head is its own (classify_num rows): it cannot be tied")
+    cfg = make_config(size, mha=mha, tied=False if aligner else tied, text_layers=text_layers,
+                      audio_layers=audio_layers, aligner=aligner, classify_num=classify_num)
     if skeleton:  # config and processor only: tools/cuda/fill_random.py (commit fc8c748) drew weights where qwen-asr is absent
         cfg.dtype = dtype
         cfg.save_pretrained(out)
-        make_processor(make_tokenizer()).save_pretrained(out)
+        make_processor(make_tokenizer(aligner)).save_pretrained(out)
+        if aligner:
+            mark_aligner(out)
         return out
     torch.manual_seed(seed)
     big = not size.startswith("tiny")
@@ -225,7 +291,9 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
     if big:
         model = model.to_empty(device="cpu")
     model.eval()
-    scale_weights(model, seed)
+    scale_weights(model, seed, head_gain if head_gain is not None else (16.0 if aligner else 4.0), aligner)
+    if aligner and not big:
+        center_aligner_head(model, make_processor(make_tokenizer(True)), seed)
     if dtype != "float32":  # published checkpoints are bfloat16
         model = model.to(getattr(torch, dtype))
         model.config.dtype = dtype
@@ -236,8 +304,19 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
     else:
         raise ValueError(f"unknown layout {layout}")
     del model
-    make_processor(make_tokenizer()).save_pretrained(out)
+    make_processor(make_tokenizer(aligner)).save_pretrained(out)
+    if aligner:
+        mark_aligner(out)
     return out
+
+
+def mark_aligner(out: Path) -> None:
+    """config.json's thinker model_type as published: transformers' to_dict writes the class's own
+    ("qwen3_asr_thinker"), which would load a vocabulary head."""
+    p = Path(out) / "config.json"
+    cfg = json.loads(p.read_text())
+    cfg["thinker_config"]["model_type"] = "qwen3_forced_aligner"
+    p.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
 
 
 def _save_hf_layout(model, cfg, out: Path, shard_size: str):
@@ -274,9 +353,13 @@ def main(argv=None):
     ap.add_argument("--dtype", choices=["float32", "bfloat16"], help="default: float32 tiny, bfloat16 real sizes")
     ap.add_argument("--skeleton", action="store_true",
                     help="config, tokenizer and processor only, no weights (weights drawn elsewhere, e.g. with draw_weight)")
+    ap.add_argument("--aligner", action="store_true", help="a Qwen3-ForcedAligner checkpoint (5000-class head)")
+    ap.add_argument("--head-gain", type=float, help="output head scale (default 4, aligner 16)")
+    ap.add_argument("--classify-num", type=int, default=CLASSIFY_NUM,
+                    help="aligner classes (published: 5000 = 400 s at 80 ms; fewer keep random times short)")
     a = ap.parse_args(argv)
     write_checkpoint(a.out, a.size, a.seed, a.mha, a.tied, a.layout, a.shard_size, a.text_layers, a.audio_layers,
-                     a.dtype, a.skeleton)
+                     a.dtype, a.skeleton, a.aligner, a.head_gain, a.classify_num)
     print(a.out)
 
 
