@@ -359,11 +359,14 @@ def languages():
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores).")
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="uvicorn's log level.")
+@click.option("--aligner", "aligner_path", type=click.Path(),
+              help="Qwen3-ForcedAligner (decoder GGUF or checkpoint directory): word times in verbose_json when a "
+                   "request asks for timestamp_granularities[]=word.")
 @click.option("--bench-tokens", type=click.IntRange(1), default=None, hidden=True,
               help="Benchmarks only: every piece generates exactly N tokens, ignoring end-of-turn.")
 def serve(gguf_path, mmproj, model_dir, host, port, parallel, max_queue, max_upload_mb, api_key,
           served_model_name, max_new_tokens, piece_seconds, device, dtype, n_gpu_layers, threads, log_level,
-          bench_tokens):
+          aligner_path, bench_tokens):
     """OpenAI-compatible transcription server: POST /v1/audio/transcriptions, GET /v1/models, GET /health.
 
     One model in memory; pieces of all requests are decoded together (see docs/serve.md)."""
@@ -389,7 +392,7 @@ def serve(gguf_path, mmproj, model_dir, host, port, parallel, max_queue, max_upl
                                 n_gpu_layers=n_gpu_layers, threads=threads, parallel=parallel, max_queue=max_queue,
                                 max_upload_mb=max_upload_mb, api_key=api_key, max_new_tokens=max_new_tokens,
                                 piece_seconds=piece_seconds, bench_tokens=bench_tokens,
-                                served_model_name=served_model_name)
+                                served_model_name=served_model_name, aligner=aligner_path)
     serve_mod.serve(cfg, host, port, log_level)
 
 

@@ -75,6 +75,7 @@ class ServeConfig:
     piece_seconds: float = 30.0
     bench_tokens: int | None = None      # benchmarks only: every piece generates exactly N tokens
     served_model_name: str | None = None
+    aligner: str | None = None           # a Qwen3-ForcedAligner (GGUF or checkpoint): words in verbose_json
 
     @property
     def model_id(self) -> str:
@@ -90,9 +91,18 @@ class ServeConfig:
 
         kw = dict(device=self.device, dtype=self.dtype, n_gpu_layers=self.n_gpu_layers, threads=self.threads,
                   max_new_tokens=self.max_new_tokens)
+        aligner = None
+        if self.aligner:  # its errors before the longer load
+            from .align import Aligner
+
+            aligner = Aligner.load(self.aligner, device=self.device, dtype=self.dtype,
+                                   n_gpu_layers=self.n_gpu_layers, threads=self.threads)
         if self.gguf:
-            return Transcriber.from_gguf(self.gguf, self.mmproj, **kw)
-        return Transcriber.from_pretrained(self.model_dir, **kw)
+            tr = Transcriber.from_gguf(self.gguf, self.mmproj, **kw)
+        else:
+            tr = Transcriber.from_pretrained(self.model_dir, **kw)
+        tr.aligner = aligner
+        return tr
 
 
 class ApiError(Exception):

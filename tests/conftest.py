@@ -144,3 +144,24 @@ def real_files(data_dir):
         "mp3": write_wav(data_dir / "real.mp3", st * 0.8, 44100, format="MP3"),
         "float_hot": write_wav(data_dir / "hot.wav", stereo * 1.7, 44100, subtype="FLOAT"),
     }
+
+
+def _make_aligner(data_dir, name, **kw):
+    from random_checkpoint import write_checkpoint
+
+    out = data_dir / name
+    if not (out / "config.json").exists():
+        write_checkpoint(out, size="tiny", aligner=True, **kw)
+    return out
+
+
+@pytest.fixture(scope="session")
+def ck_al_gqa(data_dir):
+    """Tiny aligner: GQA (4 / 2 heads), the published 5000 classes."""
+    return _make_aligner(data_dir, "tiny-aligner-gqa", seed=3)
+
+
+@pytest.fixture(scope="session")
+def ck_al_mha(data_dir):
+    """Tiny aligner: MHA (4 / 4 heads), 400 classes (32 s: random times stay inside a 30 s piece)."""
+    return _make_aligner(data_dir, "tiny-aligner-mha", seed=4, mha=True, classify_num=400)

@@ -22,27 +22,6 @@ MAX_SCORE_ERR = 0.1
 ZH = "今天天气很好，我们去公园散步吧。Qwen3 说 3 点见！明天下雨的话就在家里看书。"
 
 
-def _make(data_dir, name, **kw):
-    from random_checkpoint import write_checkpoint
-
-    out = data_dir / name
-    if not (out / "config.json").exists():
-        write_checkpoint(out, size="tiny", aligner=True, **kw)
-    return out
-
-
-@pytest.fixture(scope="session")
-def ck_al_gqa(data_dir):
-    """Tiny aligner: GQA (4 / 2 heads), the published 5000 classes."""
-    return _make(data_dir, "tiny-aligner-gqa", seed=3)
-
-
-@pytest.fixture(scope="session")
-def ck_al_mha(data_dir):
-    """Tiny aligner: MHA (4 / 4 heads), 400 classes (32 s: random times stay inside a 30 s piece)."""
-    return _make(data_dir, "tiny-aligner-mha", seed=4, mha=True, classify_num=400)
-
-
 @pytest.fixture(scope="session")
 def official_aligner():
     import functools

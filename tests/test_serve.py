@@ -321,3 +321,20 @@ def test_serve_command_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(serve.importlib.util, "find_spec", lambda m: None if m == "uvicorn" else real(m))
     with pytest.raises(AsrggufError, match=r"^asrgguf serve needs uvicorn: pip install 'asrgguf\[serve\]'$"):
         serve.check_dependencies()
+
+
+def test_word_timestamps_with_an_aligner(gguf_pair, ck_gqa, ck_al_mha, clip20):
+    """`serve --aligner`: verbose_json with timestamp_granularities=["word"] gives the words of
+    `asrgguf run --timestamps word` on the same file."""
+    dec, _ = gguf_pair(ck_gqa, "q8_0")
+    al_dec, _ = gguf_pair(ck_al_mha, "q8_0")
+    ref = run_json((dec, None), clip20, "--timestamps", "word", "--aligner", al_dec, "--max-new-tokens", NEW_TOKENS,
+                   "--piece-seconds", 10)
+    ref_words = [(w["text"], w["start"], w["end"]) for s in ref["segments"] for w in s["words"]]
+    assert len(ref_words) >= 5
+    with running("--gguf", dec, "--aligner", al_dec, "--max-new-tokens", NEW_TOKENS, "--piece-seconds", 10) as s:
+        with open(clip20, "rb") as f:
+            r = s.client().audio.transcriptions.create(model="whisper-1", file=f, response_format="verbose_json",
+                                                       timestamp_granularities=["word", "segment"])
+        got = [(w.word, round(w.start, 3), round(w.end, 3)) for w in r.words]
+        assert got == ref_words and r.text == ref["text"]
