@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import sys
 from pathlib import Path
 
@@ -75,10 +76,14 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
 @click.option("--progress", is_flag=True, help="Progress bar even when stderr is not a terminal.")
 @click.option("--bench-tokens", type=click.IntRange(1), default=None,
               help="Benchmarks only: generate exactly N tokens, ignoring end-of-turn (for random weights).")
+@click.option("--no-native", is_flag=True,
+              help="llama.cpp's own q8_0 products instead of asrgguf's native backend (also ASRGGUF_NO_NATIVE=1).")
 def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
         threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
-        progress, bench_tokens):
+        progress, bench_tokens, no_native):
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
+    if no_native:
+        os.environ["ASRGGUF_NO_NATIVE"] = "1"   # read by asrgguf.native when the decoder loads
     from . import batch
     from .languages import normalize_language
     from .decoder import Decoder
