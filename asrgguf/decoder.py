@@ -146,7 +146,8 @@ class Decoder:
         from . import native
 
         off = opts.native is False or (opts.native is None and native.disabled())
-        want = not off and file_type != 0 and not self.offloaded
+        q8_0 = file_type == 7   # LLAMA_FTYPE_MOSTLY_Q8_0: the products the backend has kernels for
+        want = not off and q8_0 and not self.offloaded
         self.native_info = {"used": False}
         if want:
             st = native.load()
@@ -154,6 +155,7 @@ class Decoder:
                 self.native_info["reason"] = st["reason"]
         else:
             self.native_info["reason"] = ("off" if off else "f32 decoder (exact mode)" if file_type == 0
+                                          else f"not a q8_0 decoder (file type {file_type})" if not q8_0
                                           else "decoder layers on a GPU")
         native.accept(want)
         return native.stats()

@@ -88,10 +88,10 @@ def load() -> dict:
 def stats() -> dict:
     """Counters of the loaded backend: repacked weights and computed products (zeros when not loaded)."""
     if _lib is None:
-        return {"tensors": 0, "bytes": 0, "products": 0, "splits": 0}
-    a = (ctypes.c_longlong * 4)()
+        return {"tensors": 0, "bytes": 0, "products": 0, "splits": 0, "seconds": 0.0}
+    a = (ctypes.c_longlong * 5)()
     _lib.asrgguf_native_stats(a)
-    return {"tensors": a[0], "bytes": a[1], "products": a[2], "splits": a[3]}
+    return {"tensors": a[0], "bytes": a[1], "products": a[2], "splits": a[3], "seconds": a[4] * 1e-9}
 
 
 def accept(on: bool) -> None:

@@ -29,6 +29,7 @@
 #include <omp.h>
 
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -57,7 +58,9 @@ struct Global {
     std::atomic<long long> bytes_repacked{0};
     std::atomic<long long> n_mul_mat{0};
     std::atomic<long long> n_graphs{0};
-    std::atomic<int> accept{1};  // take new weights at model load (placement); loaded ones stay ours
+    std::atomic<long long> ns{0};  // wall time inside graph_compute
+    std::atomic<int> accept{1};
+    bool elementwise = true;     // take the norms, adds and SwiGLU too (ASRGGUF_NATIVE_PRODUCTS_ONLY=1: no)  // take new weights at model load (placement); loaded ones stay ours
 };
 
 Global & G() {
@@ -84,6 +87,8 @@ void init_global() {
     int isa = g.detected;
     const char * f = getenv("ASRGGUF_NATIVE_ISA");
     if (f && strcmp(f, "avx2") == 0 && isa > ISA_AVX2) isa = ISA_AVX2;
+    const char * p = getenv("ASRGGUF_NATIVE_PRODUCTS_ONLY");
+    g.elementwise = !(p && *p && strcmp(p, "0") != 0);
     g.isa = isa;
 }
 
@@ -341,10 +346,7 @@ void run_mul_mat(const ggml_tensor * node, uint8_t * work, int isa, int ith, int
     float * da = (float *) (work + N * K);
     int32_t * sa = (int32_t *) (work + N * K + N * nb * 4);
     const Col col{node};
-    if (quantize) {
-        if (nth > 1) {
-#pragma omp barrier
-        }
+    if (quantize) {  // (the caller has synchronized: src1 is complete)
         for (int64_t c = ith; c < N; c += nth) {
             if (isa == ISA_AVX512VNNI)
                 quantize_avx512(col.src(c), K, qa + c * K, da + c * nb, sa + c * nb);
@@ -377,6 +379,82 @@ void run_mul_mat(const ggml_tensor * node, uint8_t * work, int isa, int ith, int
 
 bool is_my_buft(ggml_backend_buffer_type_t buft);
 
+// --- the small f32 ops between the products (so that a layer needs fewer graph splits):
+// RMS_NORM, MUL and ADD (src1 broadcast over rows), GLU SWIGLU with separate gate and up.
+// Numerics as ggml's CPU ops: squares summed in double for RMS_NORM, silu(x) = x/(1+expf(-x)).
+
+inline float * row_ptr(const ggml_tensor * t, int64_t i1, int64_t i2, int64_t i3) {
+    return (float *) ((char *) t->data + i1 * t->nb[1] + i2 * t->nb[2] + i3 * t->nb[3]);
+}
+
+void run_elementwise(const ggml_tensor * node, int ith, int nth) {
+    const ggml_tensor * a = node->src[0];
+    const ggml_tensor * b = node->src[1];
+    const int64_t n = node->ne[0], r1 = node->ne[1], r2 = node->ne[2], rows = node->ne[1] * node->ne[2] * node->ne[3];
+    for (int64_t r = ith; r < rows; r += nth) {
+        const int64_t i1 = r % r1, i2 = (r / r1) % r2, i3 = r / (r1 * r2);
+        const float * x = row_ptr(a, i1, i2, i3);
+        float * y = row_ptr(node, i1, i2, i3);
+        switch (node->op) {
+            case GGML_OP_RMS_NORM: {
+                float eps;
+                memcpy(&eps, node->op_params, sizeof(float));
+                double sum = 0.0;
+                for (int64_t k = 0; k < n; ++k) sum += (double) (x[k] * x[k]);
+                const float mean = (float) (sum / n);
+                const float scale = 1.0f / sqrtf(mean + eps);
+                for (int64_t k = 0; k < n; ++k) y[k] = x[k] * scale;
+                break;
+            }
+            case GGML_OP_MUL:
+            case GGML_OP_ADD: {
+                const float * z = row_ptr(b, i1 % b->ne[1], i2 % b->ne[2], i3 % b->ne[3]);
+                if (node->op == GGML_OP_MUL)
+                    for (int64_t k = 0; k < n; ++k) y[k] = x[k] * z[k];
+                else
+                    for (int64_t k = 0; k < n; ++k) y[k] = x[k] + z[k];
+                break;
+            }
+            case GGML_OP_GLU: {
+                const float * g = row_ptr(b, i1, i2, i3);
+                for (int64_t k = 0; k < n; ++k) y[k] = (x[k] / (1.0f + expf(-x[k]))) * g[k];
+                break;
+            }
+            default:
+                break;
+        }
+    }
+}
+
+bool f32_rows(const ggml_tensor * t) { return t && t->type == GGML_TYPE_F32 && t->nb[0] == sizeof(float); }
+
+bool supported_elementwise(const ggml_tensor * op) {
+    const ggml_tensor * a = op->src[0];
+    const ggml_tensor * b = op->src[1];
+    if (!f32_rows(op) || !f32_rows(a) || !ggml_are_same_shape(op, a)) return false;
+    switch (op->op) {
+        case GGML_OP_RMS_NORM:
+            return true;
+        case GGML_OP_MUL:
+        case GGML_OP_ADD:
+            if (!f32_rows(b) || b->ne[0] != a->ne[0]) return false;
+            // per-head MULs (q_norm, k_norm: MUL(RMS_NORM(RESHAPE(product)))) sit between a CPU norm and a CPU rope: taking them
+            // would only add splits. (Placement asks with an unallocated weight: accept it there; a
+            // weight in our host buffer is used by the CPU backend just as well.)
+            if (op->op == GGML_OP_MUL && b->data != nullptr && a->op == GGML_OP_RMS_NORM && a->src[0] &&
+                (a->src[0]->op == GGML_OP_RESHAPE || a->src[0]->op == GGML_OP_VIEW))
+                return false;
+            for (int d = 1; d < 4; ++d)
+                if (b->ne[d] != 1 && b->ne[d] != a->ne[d]) return false;
+            return true;
+        case GGML_OP_GLU:
+            return op->op_params[0] == GGML_GLU_OP_SWIGLU && op->op_params[1] == 0 && f32_rows(b) &&
+                   ggml_are_same_shape(a, b);
+        default:
+            return false;
+    }
+}
+
 bool supported_mul_mat(const ggml_tensor * op) {
     const ggml_tensor * w = op->src[0];
     const ggml_tensor * s1 = op->src[1];
@@ -395,15 +473,23 @@ void backend_free(ggml_backend_t backend) {
 enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggml_cgraph * cgraph) {
     Ctx * ctx = (Ctx *) backend->context;
     const int isa = G().isa.load();
-    std::vector<ggml_tensor *> mms;
+    std::vector<ggml_tensor *> nodes;
     size_t wsize = 0;
+    long long n_mm = 0;
     for (int i = 0; i < ggml_graph_n_nodes(cgraph); ++i) {
         ggml_tensor * node = ggml_graph_node(cgraph, i);
         if ((node->flags & GGML_TENSOR_FLAG_COMPUTE) == 0) continue;
         switch (node->op) {
             case GGML_OP_MUL_MAT:
-                mms.push_back(node);
+                nodes.push_back(node);
                 wsize = std::max(wsize, work_size(node));
+                n_mm++;
+                break;
+            case GGML_OP_RMS_NORM:
+            case GGML_OP_MUL:
+            case GGML_OP_ADD:
+            case GGML_OP_GLU:
+                nodes.push_back(node);
                 break;
             case GGML_OP_NONE:
             case GGML_OP_RESHAPE:
@@ -416,19 +502,28 @@ enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggml_cgrap
                 return GGML_STATUS_FAILED;
         }
     }
-    if (mms.empty()) return GGML_STATUS_SUCCESS;
+    if (nodes.empty()) return GGML_STATUS_SUCCESS;
     if (ctx->work.size() < wsize) ctx->work.resize(wsize);
     uint8_t * work = ctx->work.data();
     int nth = ctx->n_threads > 0 ? ctx->n_threads : (int) std::thread::hardware_concurrency();
     if (nth < 1) nth = 1;
     G().n_graphs++;
-    G().n_mul_mat += (long long) mms.size();
+    G().n_mul_mat += n_mm;
+    const auto t0 = std::chrono::steady_clock::now();
     auto body = [&](int ith, int nt) {
-        const ggml_tensor * prev = nullptr;
-        for (ggml_tensor * node : mms) {
-            const bool q = node->src[1] != prev;
-            run_mul_mat(node, work, isa, ith, nt, q);
-            prev = node->src[1];
+        for (size_t i = 0; i < nodes.size(); ++i) {
+            ggml_tensor * node = nodes[i];
+            // products of the same activations one after the other (K and V, gate and up): quantized once,
+            // and independent of each other; anything else waits for the nodes before it
+            const bool shared = i > 0 && node->op == GGML_OP_MUL_MAT && nodes[i - 1]->op == GGML_OP_MUL_MAT &&
+                                nodes[i - 1]->src[1] == node->src[1];
+            if (i > 0 && !shared && nt > 1) {
+#pragma omp barrier
+            }
+            if (node->op == GGML_OP_MUL_MAT)
+                run_mul_mat(node, work, isa, ith, nt, !shared);
+            else
+                run_elementwise(node, ith, nt);
         }
     };
     if (nth == 1) {
@@ -437,6 +532,7 @@ enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggml_cgrap
 #pragma omp parallel num_threads(nth)
         body(omp_get_thread_num(), omp_get_num_threads());
     }
+    G().ns += std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count();
     return GGML_STATUS_SUCCESS;
 }
 
@@ -610,8 +706,13 @@ bool dev_supports_op(ggml_backend_dev_t, const struct ggml_tensor * op) {
     if (G().isa.load() == ISA_NONE) return false;
     // llama.cpp's weight placement asks with an unallocated weight: decline new weights when told to
     // (asrgguf_native_set_accept), never the products of weights already in our buffers
-    if (op->op == GGML_OP_MUL_MAT && op->src[0] && op->src[0]->data == nullptr && !G().accept.load()) return false;
-    return supported_mul_mat(op);
+    if (!G().accept.load())
+        for (int i = 0; i < GGML_MAX_SRC; ++i) {
+            const ggml_tensor * t = op->src[i];
+            if (t && t->data == nullptr && t->buffer && is_my_buft(t->buffer->buft)) return false;
+        }
+    if (op->op == GGML_OP_MUL_MAT) return supported_mul_mat(op);
+    return G().elementwise && supported_elementwise(op);
 }
 
 bool dev_supports_buft(ggml_backend_dev_t, ggml_backend_buffer_type_t buft) {
@@ -706,9 +807,10 @@ __attribute__((visibility("default"))) int asrgguf_native_set_isa(int isa) {
 // 1: q8_0 weights of models loaded from now on come to this backend; 0: they stay on llama.cpp's CPU
 __attribute__((visibility("default"))) void asrgguf_native_set_accept(int on) { G().accept = on ? 1 : 0; }
 
-// [repacked tensors, repacked bytes, products computed, graph splits computed]
+// [repacked tensors, repacked bytes, products computed, graph splits computed, ns inside graph_compute]
 __attribute__((visibility("default"))) void asrgguf_native_stats(long long * out) {
     Global & g = G();
+    out[4] = g.ns.load();
     out[0] = g.n_repacked.load();
     out[1] = g.bytes_repacked.load();
     out[2] = g.n_mul_mat.load();
