@@ -18,7 +18,7 @@ if [ -z "$SRC" ]; then
   fi
   SRC="$PWD/$SDIST/vendor/llama.cpp"
 fi
-cmake -S . -B "$BUILD" -DLLAMA_CPP_SRC="$SRC" -DPYTHON_EXECUTABLE="$(command -v $PY)" -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S . -B "$BUILD" -DLLAMA_CPP_SRC="$SRC" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j 2 >/dev/null
 mkdir -p asrgguf/_native
 cp "$BUILD/libasrgguf_native.so" asrgguf/_native/libasrgguf_native.so
