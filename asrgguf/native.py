@@ -113,6 +113,21 @@ def set_isa(name: str) -> str:
     return ISA_NAMES[_lib.asrgguf_native_set_isa(code)]
 
 
+def probe_machine(n_threads: int, mib: int = 640) -> dict:
+    """What the machine does, measured by the backend's own code and thread pool (for the roofline):
+    streaming read GB/s (1 and n threads) and int8 multiply-adds per second of vpdpbusd chains."""
+    if _lib is None:
+        return {}
+    _lib.asrgguf_native_probe_read_gbs.restype = ctypes.c_double
+    _lib.asrgguf_native_probe_read_gbs.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+    _lib.asrgguf_native_probe_vnni_gmacs.restype = ctypes.c_double
+    _lib.asrgguf_native_probe_vnni_gmacs.argtypes = [ctypes.c_int]
+    return {"read_gbs_1": _lib.asrgguf_native_probe_read_gbs(mib, 1, 5),
+            f"read_gbs_{n_threads}": _lib.asrgguf_native_probe_read_gbs(mib, n_threads, 5),
+            "vnni_gmacs_1": _lib.asrgguf_native_probe_vnni_gmacs(1),
+            f"vnni_gmacs_{n_threads}": _lib.asrgguf_native_probe_vnni_gmacs(n_threads)}
+
+
 def status() -> dict:
     s = {"loaded": _state["loaded"]}
     if _state["loaded"]:

@@ -768,9 +768,96 @@ ggml_backend_reg & reg_obj() {
     return reg;
 }
 
+// --- machine probes for the roofline (tools/bench_native.py): streaming read bandwidth, int8 dot throughput
+
+__attribute__((target("avx512f,avx512bw")))
+long long read_stream_512(const uint8_t * p, size_t n) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    for (size_t k = 0; k + 256 <= n; k += 256) {
+        a0 = _mm512_add_epi32(a0, _mm512_load_si512((const void *) (p + k)));
+        a1 = _mm512_add_epi32(a1, _mm512_load_si512((const void *) (p + k + 64)));
+        a2 = _mm512_add_epi32(a2, _mm512_load_si512((const void *) (p + k + 128)));
+        a3 = _mm512_add_epi32(a3, _mm512_load_si512((const void *) (p + k + 192)));
+    }
+    return _mm512_reduce_add_epi32(_mm512_add_epi32(_mm512_add_epi32(a0, a1), _mm512_add_epi32(a2, a3)));
+}
+
+__attribute__((target("avx2")))
+long long read_stream_256(const uint8_t * p, size_t n) {
+    __m256i a0 = _mm256_setzero_si256(), a1 = a0;
+    for (size_t k = 0; k + 64 <= n; k += 64) {
+        a0 = _mm256_add_epi32(a0, _mm256_load_si256((const __m256i *) (p + k)));
+        a1 = _mm256_add_epi32(a1, _mm256_load_si256((const __m256i *) (p + k + 32)));
+    }
+    __m256i s = _mm256_add_epi32(a0, a1);
+    alignas(32) int v[8];
+    _mm256_store_si256((__m256i *) v, s);
+    return (long long) v[0] + v[7];
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+long long vnni_loop(long long iters) {
+    __m512i acc[12];
+    const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
+    for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_epi32(i);
+    for (long long it = 0; it < iters; ++it)
+        for (int i = 0; i < 12; ++i) {
+            acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
+            __asm__ volatile("" : "+v"(acc[i]));
+        }
+    __m512i s = acc[0];
+    for (int i = 1; i < 12; ++i) s = _mm512_add_epi32(s, acc[i]);
+    return _mm512_reduce_add_epi32(s);
+}
+
 }  // namespace
 
 extern "C" {
+
+// GB/s of a read of `mib` MiB (each thread its contiguous share, as the decode kernel), best of `reps`
+__attribute__((visibility("default"))) double asrgguf_native_probe_read_gbs(int mib, int n_threads, int reps) {
+    init_global();
+    const size_t n = (size_t) mib << 20;
+    uint8_t * buf = (uint8_t *) aligned_alloc(64, n);
+    if (!buf) return 0.0;
+    memset(buf, 1, n);
+    double best = 0.0;
+    volatile long long sink = 0;
+    for (int r = 0; r < reps; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel num_threads(n_threads)
+        {
+            const int i = omp_get_thread_num(), nt = omp_get_num_threads();
+            const size_t a = n / nt * i / 256 * 256, b = i == nt - 1 ? n : n / nt * (i + 1) / 256 * 256;
+            const long long v = G().detected == ISA_AVX512VNNI ? read_stream_512(buf + a, b - a)
+                                                               : read_stream_256(buf + a, b - a);
+#pragma omp atomic
+            sink += v;
+        }
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        best = std::max(best, n / s / 1e9);
+    }
+    free(buf);
+    return best;
+}
+
+// int8 multiply-adds per second (GMAC/s) of register-only vpdpbusd zmm chains, all threads (0 without VNNI)
+__attribute__((visibility("default"))) double asrgguf_native_probe_vnni_gmacs(int n_threads) {
+    init_global();
+    if (G().detected != ISA_AVX512VNNI) return 0.0;
+    const long long iters = 20000000;
+    volatile long long sink = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+#pragma omp parallel num_threads(n_threads)
+    {
+        const long long v = vnni_loop(iters);
+#pragma omp atomic
+        sink += v;
+    }
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return (double) iters * 12 * 64 * n_threads / s / 1e9;
+}
+
 
 __attribute__((visibility("default"))) ggml_backend_reg_t ggml_backend_init(void) {
     init_global();
