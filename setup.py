@@ -73,8 +73,10 @@ class BuildPy(build_py):
         mode = os.environ.get("ASRGGUF_NATIVE_BUILD", "auto")
         if mode == "0" or not sys.platform.startswith("linux"):
             return
+        # editable installs (pip install -e .) import the source tree: build into it (gitignored)
+        dest = (ROOT if getattr(self, "editable_mode", False) else Path(self.build_lib)) / "asrgguf" / "_native"
         try:
-            build_native(Path(self.build_lib) / "asrgguf" / "_native")
+            build_native(dest)
         except Exception as e:  # optional: asrgguf runs on llama.cpp's own products without it
             if mode == "1":
                 raise
