@@ -218,3 +218,21 @@ def test_native_real_shape_product_matches_ggml_cpu(native_lib, K, M):
         lib.asrgguf_native_set_isa(lib.asrgguf_native_detected_isa())
         base.ggml_backend_free(nat)
         base.ggml_backend_free(ref_be)
+
+
+def test_native_cli_json_says_whether_it_was_used(native_lib):
+    """The packaged demo model is q8_0: the json `model.native` says the backend was used, and
+    --no-native gives llama.cpp's own products with the same transcript."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    out = {}
+    for flag in ([], ["--no-native"]):
+        r = subprocess.run([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo",
+                            str(ROOT / "asrgguf" / "data" / "demo" / "sample.wav"), "--format", "json", "--quiet",
+                            "--threads", "2", *flag], capture_output=True, text=True, env=e, cwd=ROOT)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out[bool(flag)] = json.loads(r.stdout)
+    nat, off = out[False]["model"]["native"], out[True]["model"]["native"]
+    assert nat["used"] is True and nat["weights"] > 0, nat
+    assert off == {"used": False, "reason": "off"}
+    assert out[False]["text"] == out[True]["text"]
