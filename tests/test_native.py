@@ -236,3 +236,19 @@ def test_native_cli_json_says_whether_it_was_used(native_lib):
     assert nat["used"] is True and nat["weights"] > 0, nat
     assert off == {"used": False, "reason": "off"}
     assert out[False]["text"] == out[True]["text"]
+
+
+def test_native_off_in_a_process_where_it_is_registered(q8_runs, tmp_path):
+    """Once registered the backend stays registered: a decoder loaded afterwards with native=False
+    keeps its weights on llama.cpp's CPU backend, bit-identical to a process that never loaded it."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, str(PROBE.parent / "native_probe2.py"), str(q8_runs["dec"]),
+                        str(tmp_path / "on.npy"), str(tmp_path / "off.npy")], capture_output=True, text=True, env=e,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    on_info, off_info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert on_info["used"] is True and off_info == {"used": False, "reason": "off"}
+    ref = q8_runs["ref"]["logits"]
+    assert np.array_equal(np.load(tmp_path / "off.npy"), ref)
+    assert rel_l2(np.load(tmp_path / "on.npy"), ref) < 1e-4
