@@ -114,18 +114,15 @@ def set_isa(name: str) -> str:
 
 
 def probe_machine(n_threads: int, mib: int = 640) -> dict:
-    """What the machine does, measured by the backend's own code and thread pool (for the roofline):
-    streaming read GB/s (1 and n threads) and int8 multiply-adds per second of vpdpbusd chains."""
+    """Streaming read bandwidth (GB/s, 1 and n threads), measured by the backend's own code and thread
+    pool: the decode roofline. (The compute side is the prefill kernel's own best, from
+    tools/bench_native_kernels.py.)"""
     if _lib is None:
         return {}
     _lib.asrgguf_native_probe_read_gbs.restype = ctypes.c_double
     _lib.asrgguf_native_probe_read_gbs.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
-    _lib.asrgguf_native_probe_vnni_gmacs.restype = ctypes.c_double
-    _lib.asrgguf_native_probe_vnni_gmacs.argtypes = [ctypes.c_int]
     return {"read_gbs_1": _lib.asrgguf_native_probe_read_gbs(mib, 1, 5),
-            f"read_gbs_{n_threads}": _lib.asrgguf_native_probe_read_gbs(mib, n_threads, 5),
-            "vnni_gmacs_1": _lib.asrgguf_native_probe_vnni_gmacs(1),
-            f"vnni_gmacs_{n_threads}": _lib.asrgguf_native_probe_vnni_gmacs(n_threads)}
+            f"read_gbs_{n_threads}": _lib.asrgguf_native_probe_read_gbs(mib, n_threads, 5)}
 
 
 def status() -> dict:

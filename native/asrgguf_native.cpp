@@ -795,21 +795,6 @@ long long read_stream_256(const uint8_t * p, size_t n) {
     return (long long) v[0] + v[7];
 }
 
-__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
-long long vnni_loop(long long iters) {
-    __m512i acc[12];
-    const __m512i a = _mm512_set1_epi8(3), b = _mm512_set1_epi8(-2);
-    for (int i = 0; i < 12; ++i) acc[i] = _mm512_set1_epi32(i);
-    for (long long it = 0; it < iters; ++it)
-        for (int i = 0; i < 12; ++i) {
-            acc[i] = _mm512_dpbusd_epi32(acc[i], a, b);
-            __asm__ volatile("" : "+v"(acc[i]));
-        }
-    __m512i s = acc[0];
-    for (int i = 1; i < 12; ++i) s = _mm512_add_epi32(s, acc[i]);
-    return _mm512_reduce_add_epi32(s);
-}
-
 }  // namespace
 
 extern "C" {
@@ -839,56 +824,6 @@ __attribute__((visibility("default"))) double asrgguf_native_probe_read_gbs(int 
     }
     free(buf);
     return best;
-}
-
-// int8 multiply-adds per second (GMAC/s) of register-only vpdpbusd zmm chains, all threads (0 without VNNI)
-__attribute__((visibility("default"))) double asrgguf_native_probe_vnni_gmacs(int n_threads) {
-    init_global();
-    if (G().detected != ISA_AVX512VNNI) return 0.0;
-    const long long iters = 20000000;
-    volatile long long sink = 0;
-    const auto t0 = std::chrono::steady_clock::now();
-#pragma omp parallel num_threads(n_threads)
-    {
-        const long long v = vnni_loop(iters);
-#pragma omp atomic
-        sink += v;
-    }
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return (double) iters * 12 * 64 * n_threads / s / 1e9;
-}
-
-
-__attribute__((visibility("default"))) ggml_backend_reg_t ggml_backend_init(void) {
-    init_global();
-    ggml_backend_reg_t reg = &reg_obj();
-    buft_obj().device = reg_get_device(reg, 0);
-    return reg;
-}
-
-// --- small C API for asrgguf (ctypes) and the tests
-
-__attribute__((visibility("default"))) const char * asrgguf_native_version(void) { return ASRGGUF_NATIVE_VERSION; }
-
-// 0 none, 1 AVX2, 2 AVX-512 VNNI: what the CPU has
-__attribute__((visibility("default"))) int asrgguf_native_detected_isa(void) {
-    init_global();
-    return G().detected;
-}
-
-// the path in use; set_isa(1) forces AVX2 on an AVX-512 machine (never above what the CPU has)
-__attribute__((visibility("default"))) int asrgguf_native_isa(void) {
-    init_global();
-    return G().isa.load();
-}
-
-__attribute__((visibility("default"))) int asrgguf_native_set_isa(int isa) {
-    init_global();
-    // never below AVX2 where the CPU has it: repacked weights can only be multiplied here
-    if (isa < ISA_AVX2) isa = ISA_AVX2;
-    if (isa > G().detected) isa = G().detected;
-    G().isa = isa;
-    return isa;
 }
 
 // 1: q8_0 weights of models loaded from now on come to this backend; 0: they stay on llama.cpp's CPU

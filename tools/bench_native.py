@@ -64,7 +64,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--n-batch", type=int, default=256)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--probe", action="store_true", help="also measure read bandwidth and int8 dot throughput")
+    ap.add_argument("--probe", action="store_true", help="also measure the streaming read bandwidth")
     a = ap.parse_args()
     res: dict = {False: [], True: []}
     print(f"CPU: {cpu_line()}")
