@@ -826,6 +826,38 @@ __attribute__((visibility("default"))) double asrgguf_native_probe_read_gbs(int 
     return best;
 }
 
+__attribute__((visibility("default"))) ggml_backend_reg_t ggml_backend_init(void) {
+    init_global();
+    ggml_backend_reg_t reg = &reg_obj();
+    buft_obj().device = reg_get_device(reg, 0);
+    return reg;
+}
+
+// --- small C API for asrgguf (ctypes) and the tests
+
+__attribute__((visibility("default"))) const char * asrgguf_native_version(void) { return ASRGGUF_NATIVE_VERSION; }
+
+// 0 none, 1 AVX2, 2 AVX-512 VNNI: what the CPU has
+__attribute__((visibility("default"))) int asrgguf_native_detected_isa(void) {
+    init_global();
+    return G().detected;
+}
+
+// the path in use; set_isa(1) forces AVX2 on an AVX-512 machine (never above what the CPU has)
+__attribute__((visibility("default"))) int asrgguf_native_isa(void) {
+    init_global();
+    return G().isa.load();
+}
+
+__attribute__((visibility("default"))) int asrgguf_native_set_isa(int isa) {
+    init_global();
+    // never below AVX2 where the CPU has it: repacked weights can only be multiplied here
+    if (isa < ISA_AVX2) isa = ISA_AVX2;
+    if (isa > G().detected) isa = G().detected;
+    G().isa = isa;
+    return isa;
+}
+
 // 1: q8_0 weights of models loaded from now on come to this backend; 0: they stay on llama.cpp's CPU
 __attribute__((visibility("default"))) void asrgguf_native_set_accept(int on) { G().accept = on ? 1 : 0; }
 
