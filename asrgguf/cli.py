@@ -126,11 +126,15 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
               help="With --ray: actors in the pool (default: the cluster's CPUs / --threads-per-worker).")
 @click.option("--threads-per-worker", type=click.IntRange(1), default=None,
               help="With --ray: CPUs each actor reserves and uses (default: --threads, else 1).")
+@click.option("--no-native", is_flag=True,
+              help="llama.cpp's own q8_0 products instead of asrgguf's native backend (also ASRGGUF_NO_NATIVE=1).")
 def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
         threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
         progress, timestamps, aligner_path, max_line_chars, bench_tokens, ray_address, workers,
-        threads_per_worker):
+        threads_per_worker, no_native):
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
+    if no_native:
+        os.environ["ASRGGUF_NO_NATIVE"] = "1"   # read by asrgguf.native when the decoder loads
     from . import batch
 
     if ray_address and (timestamps == "word" or aligner_path or max_line_chars != 42):

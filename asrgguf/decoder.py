@@ -103,6 +103,8 @@ class DecoderOptions:
     n_seq: int = 1            # parallel sequences (grown per request, see ensure_ctx)
     repack: bool = True       # llama.cpp's repacked CPU weight layouts (use_extra_bufts; docs/benchmarks.md)
     embeddings: bool = False  # a context that can return final hidden states (the aligner; see hidden_states)
+    native: bool | None = None  # asrgguf's native q8_0 products (asrgguf/native.py); None: on unless
+                                # ASRGGUF_NO_NATIVE=1; f32 decoders (exact mode) keep llama.cpp's products
 
 
 class Decoder:
@@ -125,7 +127,9 @@ class Decoder:
         mp.n_gpu_layers = (999 if gpu else 0) if opts.n_gpu_layers is None else opts.n_gpu_layers
         mp.use_extra_bufts = opts.repack
         self.offloaded = gpu and mp.n_gpu_layers != 0   # decoder layers on the GPU
+        native_before = self._native_setup(opts, file_type)
         self.model = L.llama_model_load_from_file(path.encode(), mp)
+        self._native_done(native_before)
         if not self.model:
             raise AsrggufError(f"{path}: llama.cpp could not load the decoder"
                                + (f" ({last_llama_error()})" if last_llama_error() else ""))
@@ -142,6 +146,37 @@ class Decoder:
         self._emb_batch = _Batch(self.n_batch, self.n_embd, self.n_pos, 1)
         self.im_end = self.token_id("<|im_end|>")
         self.endoftext = self.token_id("<|endoftext|>")
+
+    def _native_setup(self, opts: DecoderOptions, file_type: int):
+        """Register asrgguf's native backend before the model loads (q8_0 products; never for f32 exact
+        mode or layers on a GPU); a missing or failing backend leaves llama.cpp's products."""
+        from . import native
+
+        off = opts.native is False or (opts.native is None and native.disabled())
+        q8_0 = file_type == 7   # LLAMA_FTYPE_MOSTLY_Q8_0: the products the backend has kernels for
+        want = not off and q8_0 and not self.offloaded
+        self.native_info = {"used": False}
+        if want:
+            st = native.load()
+            if not st["loaded"]:
+                self.native_info["reason"] = st["reason"]
+        else:
+            self.native_info["reason"] = ("off" if off else "f32 decoder (exact mode)" if file_type == 0
+                                          else f"not a q8_0 decoder (file type {file_type})" if not q8_0
+                                          else "decoder layers on a GPU")
+        native.accept(want)
+        return native.stats()
+
+    def _native_done(self, before: dict) -> None:
+        from . import native
+
+        after = native.stats()
+        n = after["tensors"] - before["tensors"]
+        if n > 0:
+            self.native_info = {"used": True, "isa": native.isa(), "weights": n,
+                                "weight_mib": round((after["bytes"] - before["bytes"]) / 2**20, 1)}
+        elif native.status()["loaded"] and "reason" not in self.native_info:
+            self.native_info["reason"] = "no q8_0 products to take"
 
     @staticmethod
     def check_file(path) -> dict:

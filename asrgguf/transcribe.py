@@ -298,7 +298,8 @@ class Transcriber:
                     raise
                 dec = fut.result()
         info = {"decoder": str(decoder), "mmproj": str(mm), "encoder_device": dev.type,
-                "encoder_dtype": str(dt).replace("torch.", ""), "decoder_device": "gpu" if dec.offloaded else "cpu"}
+                "encoder_dtype": str(dt).replace("torch.", ""), "decoder_device": "gpu" if dec.offloaded else "cpu",
+                "native": dec.native_info}
         return cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens)
 
     @classmethod

@@ -14,6 +14,8 @@ Contenders (names for --contenders; "default" is the set below, "all" adds the e
                                 `python -m asrgguf.cli run` with that decoder + the f16 mmproj
   mtmd-q8_0                     llama.cpp's own all-ggml pipeline (libmtmd through
                                 llama_cpp.mtmd_cpp, tools/mtmd_run.py) on the same GGUF pair
+  asrgguf-q8_0-llamacpp         asrgguf-q8_0 with --no-native: llama.cpp's own q8_0 products instead of
+                                asrgguf's native backend (native/), on the same GGUF
   extras: mtmd-f16, mtmd-q4_k_m, asrgguf-q8_0-bf16 (asrgguf with a bfloat16 torch encoder)
 The GGUFs are made once with `asrgguf quantize` into WORKDIR/gguf and reused. With --random
 (a real-size random checkpoint from tools/random_checkpoint.py, made once into WORKDIR) every
@@ -47,7 +49,7 @@ from proc_stats import run_measured  # noqa: E402
 
 PY = sys.executable
 DEFAULT_SET = ["official-f32", "official-bf16", "official-cuda", "official-mps",
-               "asrgguf-f16", "asrgguf-q8_0", "asrgguf-q4_k_m", "mtmd-q8_0"]
+               "asrgguf-f16", "asrgguf-q8_0", "asrgguf-q8_0-llamacpp", "asrgguf-q4_k_m", "mtmd-q8_0"]
 EXTRAS = ["mtmd-f16", "mtmd-q4_k_m", "asrgguf-q8_0-bf16"]
 GPU_ONLY = {"official-cuda": "cuda", "official-mps": "mps"}
 
@@ -71,11 +73,13 @@ def contender_spec(name: str) -> dict:
                 "weights": "float16"}
     if name.startswith("asrgguf-"):
         rest = name[len("asrgguf-"):]
-        enc_dtype = "auto"
+        enc_dtype, native = "auto", True
+        if rest.endswith("-llamacpp"):
+            rest, native = rest[:-len("-llamacpp")], False
         if rest.endswith("-bf16"):
             rest, enc_dtype = rest[:-len("-bf16")], "bfloat16"
-        return {"kind": "asrgguf", "outtype": rest, "enc_dtype": enc_dtype,
-                "impl": "asrgguf (torch encoder + llama.cpp)",
+        return {"kind": "asrgguf", "outtype": rest, "enc_dtype": enc_dtype, "native": native,
+                "impl": "asrgguf (torch encoder + llama.cpp)" + ("" if native else ", llama.cpp's own products"),
                 "weights": f"{rest} + f16 mmproj" + (" (bf16 encoder)" if enc_dtype == "bfloat16" else "")}
     if name.startswith("mtmd-"):
         rest = name[len("mtmd-"):]
@@ -174,7 +178,7 @@ def build_command(name: str, spec: dict, audio: str, model_dir: Path, ggufs: dic
                "--format", "json", "--threads", str(threads), "--device", "cpu" if spec["enc_dtype"] != "auto"
                else "auto", "--dtype", spec["enc_dtype"],
                # one piece, as the official package treats anything up to 20 min: the same work per token
-               "--piece-seconds", "1200"]
+               "--piece-seconds", "1200"] + ([] if spec.get("native", True) else ["--no-native"])
     else:
         dec, mm = ggufs[spec["outtype"]]
         cmd = [PY, str(HERE / "mtmd_run.py"), audio, "--model", str(dec), "--mmproj", str(mm),

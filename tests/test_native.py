@@ -1,0 +1,254 @@
+"""asrgguf's native ggml backend (native/, asrgguf/native.py) against llama.cpp's own q8_0 products.
+
+The reference is always llama.cpp's own product on the same GGUF (the backend switched off, or ggml's
+CPU backend for a single product). The backend registers with ggml once per process, so the decoder
+runs are subprocesses (tests/native_probe.py). The library is built here when it is missing
+(tools/build_native.sh: CMake + the llama-cpp-python sdist's ggml headers)."""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE = Path(__file__).resolve().parent / "native_probe.py"
+
+
+@pytest.fixture(scope="session")
+def native_lib() -> Path:
+    from asrgguf import native
+
+    path = native.find_library()
+    if path is None:
+        r = subprocess.run(["bash", str(ROOT / "tools" / "build_native.sh")], cwd=ROOT, capture_output=True,
+                           text=True, env={**os.environ, "PYTHON": sys.executable})
+        assert r.returncode == 0, f"tools/build_native.sh failed:\n{r.stdout}\n{r.stderr}"
+        path = native.find_library()
+    assert path is not None and path.is_file()
+    return path
+
+
+def probe(gguf: Path, out: Path, native: str = "default", env: dict | None = None, steps: int = 6) -> dict:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
+    e.update(env or {})
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, str(PROBE), str(gguf), str(out), "--native", native, "--steps", str(steps)],
+                       capture_output=True, text=True, env=e, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    res["logits"] = np.load(out)
+    return res
+
+
+def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a.astype(np.float64) - b) / np.linalg.norm(b.astype(np.float64)))
+
+
+@pytest.fixture(scope="session")
+def q8_runs(ck_gqa, gguf_pair, native_lib, tmp_path_factory):
+    """llama.cpp's own products, the native backend (best ISA), and the native backend forced to AVX2."""
+    dec, _ = gguf_pair(ck_gqa, "q8_0")
+    tmp = tmp_path_factory.mktemp("native")
+    return {
+        "ref": probe(dec, tmp / "ref.npy", "off"),
+        "native": probe(dec, tmp / "native.npy", "default"),
+        "avx2": probe(dec, tmp / "avx2.npy", "default", {"ASRGGUF_NATIVE_ISA": "avx2"}),
+        "dec": dec, "tmp": tmp,
+    }
+
+
+def test_native_takes_the_q8_0_products(q8_runs):
+    ref, nat = q8_runs["ref"], q8_runs["native"]
+    assert ref["native"] == {"used": False, "reason": "off"}
+    # tiny checkpoint: 2 layers x 7 products + the output matrix, all q8_0
+    assert nat["native"]["used"] is True and nat["native"]["weights"] == 15, nat
+    assert nat["stats"]["products"] > 0
+    from asrgguf import native
+    import llama_cpp  # noqa: F401
+
+    lib = ctypes.CDLL(str(native.find_library()))
+    expected = {2: "avx512vnni", 1: "avx2"}[lib.asrgguf_native_detected_isa()]
+    assert nat["native"]["isa"] == expected
+
+
+@pytest.mark.parametrize("run", ["native", "avx2"])
+def test_native_logits_match_llama_cpp(q8_runs, run):
+    ref, got = q8_runs["ref"], q8_runs[run]
+    if run == "avx2":
+        assert got["native"]["isa"] == "avx2"   # forced, whatever the CPU has
+    assert got["logits"].shape == ref["logits"].shape
+    err = rel_l2(got["logits"], ref["logits"])
+    assert err < 1e-4, f"{run}: logits relative L2 error {err:.2e} vs llama.cpp's q8_0 products"
+    for i in range(len(ref["logits"])):   # every step, not only on average
+        assert rel_l2(got["logits"][i], ref["logits"][i]) < 1e-4
+    assert got["ids"] == ref["ids"]
+
+
+def test_native_missing_or_broken_library_falls_back(q8_runs, tmp_path):
+    ref = q8_runs["ref"]
+    bogus = tmp_path / "libasrgguf_native.so"
+    bogus.write_bytes(b"not a shared library")
+    for lib in (tmp_path / "missing.so", bogus):
+        got = probe(q8_runs["dec"], tmp_path / "out.npy", "default", {"ASRGGUF_NATIVE_LIB": str(lib)})
+        assert got["native"]["used"] is False and got["native"]["reason"], got["native"]
+        assert np.array_equal(got["logits"], ref["logits"])   # exactly llama.cpp's own run
+        assert got["ids"] == ref["ids"]
+
+
+def test_native_env_var_turns_it_off(q8_runs, tmp_path):
+    got = probe(q8_runs["dec"], tmp_path / "out.npy", "default", {"ASRGGUF_NO_NATIVE": "1"})
+    assert got["native"] == {"used": False, "reason": "off"}
+    assert np.array_equal(got["logits"], q8_runs["ref"]["logits"])
+
+
+def test_native_leaves_f32_exact_mode_alone(ck_gqa, gguf_pair, native_lib, tmp_path):
+    dec, _ = gguf_pair(ck_gqa, "f32")
+    got = probe(dec, tmp_path / "f32.npy", "default")
+    assert got["native"] == {"used": False, "reason": "f32 decoder (exact mode)"}
+    assert got["status"]["loaded"] is False     # not even registered for an f32 decoder
+
+
+# --- one real-shape product through ggml: the backend's device and buffer vs ggml's CPU backend
+
+class _InitParams(ctypes.Structure):
+    _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p), ("no_alloc", ctypes.c_bool)]
+
+
+def _ggml():
+    import llama_cpp.llama_cpp as L
+
+    lib_dir = Path(L.__file__).resolve().parent / "lib"
+    base = ctypes.CDLL(str(lib_dir / "libggml-base.so.0"))
+    cpu = ctypes.CDLL(str(lib_dir / "libggml-cpu.so.0"))
+    P = ctypes.c_void_p
+    sig = {
+        (base, "ggml_init"): (P, [_InitParams]),
+        (base, "ggml_free"): (None, [P]),
+        (base, "ggml_new_tensor_2d"): (P, [P, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]),
+        (base, "ggml_mul_mat"): (P, [P, P, P]),
+        (base, "ggml_new_graph"): (P, [P]),
+        (base, "ggml_build_forward_expand"): (None, [P, P]),
+        (base, "ggml_backend_alloc_ctx_tensors_from_buft"): (P, [P, P]),
+        (base, "ggml_backend_buffer_set_usage"): (None, [P, ctypes.c_int]),
+        (base, "ggml_backend_buffer_free"): (None, [P]),
+        (base, "ggml_backend_tensor_set"): (None, [P, P, ctypes.c_size_t, ctypes.c_size_t]),
+        (base, "ggml_backend_tensor_get"): (None, [P, P, ctypes.c_size_t, ctypes.c_size_t]),
+        (base, "ggml_backend_graph_compute"): (ctypes.c_int, [P, P]),
+        (base, "ggml_backend_free"): (None, [P]),
+        (base, "ggml_backend_reg_dev_get"): (P, [P, ctypes.c_size_t]),
+        (base, "ggml_backend_dev_init"): (P, [P, ctypes.c_char_p]),
+        (base, "ggml_backend_dev_buffer_type"): (P, [P]),
+        (cpu, "ggml_backend_cpu_init"): (P, []),
+        (cpu, "ggml_backend_cpu_set_n_threads"): (None, [P, ctypes.c_int]),
+        (cpu, "ggml_backend_cpu_buffer_type"): (P, []),
+    }
+    for (lib, name), (res, args) in sig.items():
+        f = getattr(lib, name)
+        f.restype, f.argtypes = res, args
+    return base, cpu
+
+
+def _product(base, backend, buft_w, buft_x, wq: bytes, K: int, M: int, x: np.ndarray, set_isa=None) -> np.ndarray:
+    GGML_TYPE_F32, GGML_TYPE_Q8_0, USAGE_WEIGHTS = 0, 8, 1
+    N = x.shape[0]
+    cw = base.ggml_init(_InitParams(1 << 20, None, True))
+    cx = base.ggml_init(_InitParams(1 << 20, None, True))
+    try:
+        w = base.ggml_new_tensor_2d(cw, GGML_TYPE_Q8_0, K, M)
+        b = base.ggml_new_tensor_2d(cx, GGML_TYPE_F32, K, N)
+        c = base.ggml_mul_mat(cx, w, b)
+        gf = base.ggml_new_graph(cx)
+        base.ggml_build_forward_expand(gf, c)
+        bw = base.ggml_backend_alloc_ctx_tensors_from_buft(cw, buft_w)
+        bx = base.ggml_backend_alloc_ctx_tensors_from_buft(cx, buft_x)
+        base.ggml_backend_buffer_set_usage(bw, USAGE_WEIGHTS)
+        base.ggml_backend_tensor_set(w, wq, 0, len(wq))
+        xx = np.ascontiguousarray(x, np.float32)
+        base.ggml_backend_tensor_set(b, xx.ctypes.data, 0, xx.nbytes)
+        back = ctypes.create_string_buffer(len(wq))            # the weights read back through the buffer
+        base.ggml_backend_tensor_get(w, back, 0, len(wq))
+        assert back.raw == wq
+        assert base.ggml_backend_graph_compute(backend, gf) == 0
+        out = np.zeros((N, M), np.float32)
+        base.ggml_backend_tensor_get(c, out.ctypes.data, 0, out.nbytes)
+        base.ggml_backend_buffer_free(bw)
+        base.ggml_backend_buffer_free(bx)
+        return out
+    finally:
+        base.ggml_free(cw)
+        base.ggml_free(cx)
+
+
+@pytest.mark.parametrize("K,M", [(1024, 3072), (3072, 1024)])
+def test_native_real_shape_product_matches_ggml_cpu(native_lib, K, M):
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+
+    base, cpu = _ggml()
+    lib = ctypes.CDLL(str(native_lib))   # its ggml_backend_init, not registered with llama.cpp's registry
+    lib.ggml_backend_init.restype = ctypes.c_void_p
+    lib.asrgguf_native_set_isa.restype = ctypes.c_int
+    lib.asrgguf_native_detected_isa.restype = ctypes.c_int
+    reg = lib.ggml_backend_init()
+    dev = base.ggml_backend_reg_dev_get(reg, 0)
+    nat = base.ggml_backend_dev_init(dev, None)
+    ref_be = cpu.ggml_backend_cpu_init()
+    cpu.ggml_backend_cpu_set_n_threads(ref_be, 2)
+    cpu_buft = cpu.ggml_backend_cpu_buffer_type()
+    rng = np.random.default_rng(K)
+    wf = (rng.standard_normal((M, K)) * 0.05).astype(np.float32)
+    wq = quantize(wf, GGMLQuantizationType.Q8_0).tobytes()
+    isas = [2, 1] if lib.asrgguf_native_detected_isa() == 2 else [1]
+    try:
+        for n in (1, 3, 8, 77):   # decode, a few sequences, one kernel tile, prefill with a remainder
+            x = rng.standard_normal((n, K)).astype(np.float32)
+            ref = _product(base, ref_be, cpu_buft, cpu_buft, wq, K, M, x)
+            for isa in isas:
+                assert lib.asrgguf_native_set_isa(isa) == isa
+                got = _product(base, nat, base.ggml_backend_dev_buffer_type(dev), cpu_buft, wq, K, M, x)
+                err = rel_l2(got, ref)
+                assert err < 1e-5, f"isa {isa}, n={n}: relative L2 error {err:.2e} vs ggml's CPU q8_0 product"
+    finally:
+        lib.asrgguf_native_set_isa(lib.asrgguf_native_detected_isa())
+        base.ggml_backend_free(nat)
+        base.ggml_backend_free(ref_be)
+
+
+def test_native_cli_json_says_whether_it_was_used(native_lib):
+    """The packaged demo model is q8_0: the json `model.native` says the backend was used, and
+    --no-native gives llama.cpp's own products with the same transcript."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    out = {}
+    for flag in ([], ["--no-native"]):
+        r = subprocess.run([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo",
+                            str(ROOT / "asrgguf" / "data" / "demo" / "sample.wav"), "--format", "json", "--quiet",
+                            "--threads", "2", *flag], capture_output=True, text=True, env=e, cwd=ROOT)
+        assert r.returncode == 0, r.stderr[-2000:]
+        out[bool(flag)] = json.loads(r.stdout)
+    nat, off = out[False]["model"]["native"], out[True]["model"]["native"]
+    assert nat["used"] is True and nat["weights"] > 0, nat
+    assert off == {"used": False, "reason": "off"}
+    assert out[False]["text"] == out[True]["text"]
+
+
+def test_native_off_in_a_process_where_it_is_registered(q8_runs, tmp_path):
+    """Once registered the backend stays registered: a decoder loaded afterwards with native=False
+    keeps its weights on llama.cpp's CPU backend, bit-identical to a process that never loaded it."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, str(PROBE.parent / "native_probe2.py"), str(q8_runs["dec"]),
+                        str(tmp_path / "on.npy"), str(tmp_path / "off.npy")], capture_output=True, text=True, env=e,
+                       cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    on_info, off_info = json.loads(r.stdout.strip().splitlines()[-1])
+    assert on_info["used"] is True and off_info == {"used": False, "reason": "off"}
+    ref = q8_runs["ref"]["logits"]
+    assert np.array_equal(np.load(tmp_path / "off.npy"), ref)
+    assert rel_l2(np.load(tmp_path / "on.npy"), ref) < 1e-4

@@ -1,0 +1,104 @@
+"""One q8_0 product at a real shape: ggml's CPU backend (llama.cpp's own kernels) vs asrgguf's native
+backend, through ggml's graph API, same weights and activations, alternating, many short repetitions
+(min and median: short runs are the least disturbed on a shared machine).
+
+    python tools/bench_native_kernels.py [--threads 1] [--reps 20]
+Shapes: the 0.6B output matrix at decode (151936 x 1024, 1 column: 165 MB of weights, far beyond L3:
+a bandwidth test) and an FFN product at prefill (3072 x 1024 and 1024 x 3072, 256 columns: compute).
+"""
+from __future__ import annotations
+
+import argparse
+import ctypes
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from asrgguf import native
+
+
+class _InitParams(ctypes.Structure):
+    _fields_ = [("mem_size", ctypes.c_size_t), ("mem_buffer", ctypes.c_void_p), ("no_alloc", ctypes.c_bool)]
+
+
+def libs():
+    import llama_cpp.llama_cpp as L
+
+    d = Path(L.__file__).resolve().parent / "lib"
+    base, cpu = ctypes.CDLL(str(d / "libggml-base.so.0")), ctypes.CDLL(str(d / "libggml-cpu.so.0"))
+    P = ctypes.c_void_p
+    for lib, name, res, args in [
+        (base, "ggml_init", P, [_InitParams]), (base, "ggml_new_tensor_2d", P, [P, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]),
+        (base, "ggml_mul_mat", P, [P, P, P]), (base, "ggml_new_graph", P, [P]), (base, "ggml_build_forward_expand", None, [P, P]),
+        (base, "ggml_backend_alloc_ctx_tensors_from_buft", P, [P, P]), (base, "ggml_backend_buffer_set_usage", None, [P, ctypes.c_int]),
+        (base, "ggml_backend_tensor_set", None, [P, P, ctypes.c_size_t, ctypes.c_size_t]),
+        (base, "ggml_backend_graph_compute", ctypes.c_int, [P, P]), (base, "ggml_backend_reg_dev_get", P, [P, ctypes.c_size_t]),
+        (base, "ggml_backend_dev_init", P, [P, ctypes.c_char_p]), (base, "ggml_backend_dev_buffer_type", P, [P]),
+        (cpu, "ggml_backend_cpu_init", P, []), (cpu, "ggml_backend_cpu_set_n_threads", None, [P, ctypes.c_int]),
+        (cpu, "ggml_backend_cpu_buffer_type", P, [])]:
+        f = getattr(lib, name)
+        f.restype, f.argtypes = res, args
+    return base, cpu
+
+
+def make(base, buft_w, buft_x, wq: bytes, K: int, M: int, x: np.ndarray):
+    cw = base.ggml_init(_InitParams(1 << 20, None, True))
+    cx = base.ggml_init(_InitParams(1 << 20, None, True))
+    w = base.ggml_new_tensor_2d(cw, 8, K, M)
+    b = base.ggml_new_tensor_2d(cx, 0, K, x.shape[0])
+    gf = base.ggml_new_graph(cx)
+    base.ggml_build_forward_expand(gf, base.ggml_mul_mat(cx, w, b))
+    bw = base.ggml_backend_alloc_ctx_tensors_from_buft(cw, buft_w)
+    base.ggml_backend_alloc_ctx_tensors_from_buft(cx, buft_x)
+    base.ggml_backend_buffer_set_usage(bw, 1)
+    base.ggml_backend_tensor_set(w, wq, 0, len(wq))
+    base.ggml_backend_tensor_set(b, x.ctypes.data, 0, x.nbytes)
+    return gf
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reps", type=int, default=20)
+    a = ap.parse_args()
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+
+    base, cpu = libs()
+    lib = ctypes.CDLL(str(native.find_library()))
+    lib.ggml_backend_init.restype = ctypes.c_void_p
+    dev = base.ggml_backend_reg_dev_get(lib.ggml_backend_init(), 0)
+    nat = base.ggml_backend_dev_init(dev, None)
+    lib.ggml_backend_init  # noqa: B018
+    # the thread count of the native backend: its proc address, as llama.cpp sets it
+    setn = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_int)
+    base.ggml_backend_reg_get_proc_address.restype = ctypes.c_void_p
+    base.ggml_backend_reg_get_proc_address.argtypes = [ctypes.c_void_p, ctypes.c_char_p]
+    setn(base.ggml_backend_reg_get_proc_address(lib.ggml_backend_init(), b"ggml_backend_set_n_threads"))(nat, a.threads)
+    ref = cpu.ggml_backend_cpu_init()
+    cpu.ggml_backend_cpu_set_n_threads(ref, a.threads)
+    cbuft = cpu.ggml_backend_cpu_buffer_type()
+    rng = np.random.default_rng(0)
+    print(f"| shape (rows x K, columns) | ggml CPU min / median (ms) | native min / median (ms) | speed-up (median) | native |\n|---|---:|---:|---:|---:|")
+    for M, K, N in [(151936, 1024, 1), (3072, 1024, 256), (1024, 3072, 256)]:
+        wq = quantize((rng.standard_normal((M, K)) * 0.05).astype(np.float32), GGMLQuantizationType.Q8_0).tobytes()
+        x = rng.standard_normal((N, K)).astype(np.float32)
+        g_ref = make(base, cbuft, cbuft, wq, K, M, x)
+        g_nat = make(base, base.ggml_backend_dev_buffer_type(dev), cbuft, wq, K, M, x)
+        t = {"ref": [], "nat": []}
+        for _ in range(a.reps):
+            for k, be, g in (("ref", ref, g_ref), ("nat", nat, g_nat)):
+                t0 = time.perf_counter()
+                base.ggml_backend_graph_compute(be, g)
+                t[k].append(1000 * (time.perf_counter() - t0))
+        r, n = t["ref"], t["nat"]
+        extra = (f"{len(wq) / min(n) / 1e6:.1f} GB/s best" if N == 1 else
+                 f"{M * K * N / min(n) / 1e6:.0f} GMAC/s best")
+        print(f"| {M} x {K}, {N} | {min(r):.2f} / {statistics.median(r):.2f} | {min(n):.2f} / {statistics.median(n):.2f} | "
+              f"x{statistics.median(r) / statistics.median(n):.2f} | {extra} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
