@@ -6,12 +6,12 @@ import contextlib
 import glob
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import AsrggufError
+from .files import temp_beside
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".m4b", ".aac", ".wma", ".aif",
                     ".aiff", ".caf", ".w64", ".mka", ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".amr",
@@ -215,13 +215,10 @@ def write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp = temp_beside(path)
     except OSError as e:
         raise AsrggufError(f"{path}: cannot write ({e.strerror})") from None
     try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the output the usual permissions
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()

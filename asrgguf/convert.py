@@ -10,7 +10,6 @@ import contextlib
 import math
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,6 +19,7 @@ import numpy as np
 from . import gguf_names as names
 from .checkpoint import Checkpoint
 from .errors import AsrggufError, check_signals
+from .files import temp_beside
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
 MMPROJ_TYPES = ("f32", "f16", "q8_0")
@@ -81,7 +81,7 @@ def _write_gguf(path: Path, writer_setup: Callable, plans: list[_Plan], progress
     import gguf
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    fd, tmp = temp_beside(path)
     os.close(fd)
     try:
         w = writer_setup()
@@ -326,7 +326,7 @@ def llama_quantize(src: Path, dst: Path, ftype: int, threads: int | None = None)
     params = L.llama_model_quantize_default_params()
     params.ftype = ftype
     params.nthread = threads or os.cpu_count() or 1
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".part", dir=dst.parent)
+    fd, tmp = temp_beside(dst)
     os.close(fd)
     try:
         rc = L.llama_model_quantize(str(src).encode(), tmp.encode(), params)

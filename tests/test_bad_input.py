@@ -43,7 +43,7 @@ def _no_dac():
             os._exit(99)
 
 
-def cli(*args, unprivileged=False, timeout=120, env=None, cwd=None):
+def cli(*args, unprivileged=False, timeout=300, env=None, cwd=None):
     return subprocess.run([sys.executable, "-m", "asrgguf.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=timeout, env=env or ENV, cwd=cwd or ROOT,
                           preexec_fn=_no_dac if unprivileged else None)

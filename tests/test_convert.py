@@ -206,3 +206,13 @@ def test_interrupted_write_leaves_no_file(ck_gqa, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         quantize_checkpoint(ck_gqa, "q8_0", tmp_path, "f16", progress=False)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_quantized_files_get_the_usual_permissions(gguf_pair, ck_gqa):
+    """Written through a temporary file (mkstemp makes 0600), the pair ends with open()'s permissions."""
+    import stat
+
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in gguf_pair(ck_gqa, "q8_0"):
+        assert stat.S_IMODE(os.stat(p).st_mode) == 0o666 & ~umask, p
