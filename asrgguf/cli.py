@@ -72,6 +72,20 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
                "end (\"timing\": \"word\"), srt/vtt cues get word-derived times.")
 
 
+def _engine_options(f):
+    """--device, --dtype, --n-gpu-layers, --threads: where and how the model runs (run and serve)."""
+    for opt in reversed([
+        click.option("--device", default="auto", show_default=True, help="Encoder device: auto|cpu|cuda|mps."),
+        click.option("--dtype", default="auto", show_default=True,
+                     help="Encoder dtype: auto|float32|float16|bfloat16 (auto: float32 on CPU, float16 on GPU)."),
+        click.option("--n-gpu-layers", type=int, default=None,
+                     help="Decoder layers on the GPU (default: all when llama.cpp has a GPU backend)."),
+        click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores)."),
+    ]):
+        f = opt(f)
+    return f
+
+
 @main.command(epilog=_TIMES_HELP)
 @click.argument("audio", nargs=-1, required=True)
 @click.option("--gguf", "gguf_path", type=click.Path(dir_okay=False), help="Decoder GGUF (qwen3vl).")
@@ -87,12 +101,7 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
 @click.option("--context", default="", help="Context text for the system prompt (names, terms).")
 @click.option("--max-new-tokens", type=click.IntRange(1), default=512, show_default=True,
               help="Token limit per piece.")
-@click.option("--device", default="auto", show_default=True, help="Encoder device: auto|cpu|cuda|mps.")
-@click.option("--dtype", default="auto", show_default=True,
-              help="Encoder dtype: auto|float32|float16|bfloat16 (auto: float32 on CPU, float16 on GPU).")
-@click.option("--n-gpu-layers", type=int, default=None,
-              help="Decoder layers on the GPU (default: all when llama.cpp has a GPU backend).")
-@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores).")
+@_engine_options
 @click.option("--out-text", type=click.Path(dir_okay=False), help="Also write the text to this file.")
 @click.option("--format", "fmt", type=click.Choice(["txt", "json", "srt", "vtt"]), default="txt",
               show_default=True, help="Output format; json holds segments, languages and timings.")
@@ -355,12 +364,7 @@ def languages():
               help="Token limit per piece.")
 @click.option("--piece-seconds", type=click.FloatRange(10, 1200), default=30.0, show_default=True,
               help="Long audio is cut near every PIECE-SECONDS, as `asrgguf run` cuts it.")
-@click.option("--device", default="auto", show_default=True, help="Encoder device: auto|cpu|cuda|mps.")
-@click.option("--dtype", default="auto", show_default=True,
-              help="Encoder dtype: auto|float32|float16|bfloat16 (auto: float32 on CPU, float16 on GPU).")
-@click.option("--n-gpu-layers", type=int, default=None,
-              help="Decoder layers on the GPU (default: all when llama.cpp has a GPU backend).")
-@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores).")
+@_engine_options
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
               show_default=True, help="uvicorn's log level.")
 @click.option("--aligner", "aligner_path", type=click.Path(),
