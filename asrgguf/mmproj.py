@@ -102,7 +102,26 @@ def params_from_gguf(reader) -> EncoderParams:
 
 
 def check_mmproj(path: str | Path) -> EncoderParams:
-    """Open an mmproj GGUF and check its keys and tensors (one-line AsrggufError when anything is off)."""
+    """Open an mmproj GGUF and check its keys and tensors (one-line AsrggufError when anything is off).
+
+    The CLI checks before it probes the inputs and `Transcriber.from_gguf` again before it loads: the
+    second check of an unchanged file (same size and modification time) is answered from a cache."""
+    import os
+
+    try:
+        st = os.stat(path)
+        key = (os.path.realpath(path), st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _CHECKED:
+        return _CHECKED[key]
     from .gguf_file import open_gguf
 
-    return params_from_gguf(open_gguf(path, "audio encoder (mmproj)"))
+    params = params_from_gguf(open_gguf(path, "audio encoder (mmproj)"))
+    if key is not None:
+        _CHECKED.clear()
+        _CHECKED[key] = params
+    return params
+
+
+_CHECKED: dict = {}
