@@ -380,10 +380,10 @@ class Transcriber:
         return Job(prompt, emb, opts.bench_tokens or opts.max_new_tokens, opts.repetition_guard,
                    exact_tokens=bool(opts.bench_tokens), tag=piece if tag is None else tag)
 
-    def batcher(self, opts: Options, n_seq: int | None = None) -> Batcher:
+    def batcher(self, opts: Options, n_seq: int | None = None, n_samples: int | None = None) -> Batcher:
         """A continuous-batching `generate.Batcher` of n_seq sequences (default: opts.parallel) sized for
-        the longest piece `opts` can make."""
-        return Batcher(self.decoder, self.stop_ids, n_seq or opts.parallel, self.positions_needed(opts))
+        a piece of n_samples (default: the longest piece `opts` can make)."""
+        return Batcher(self.decoder, self.stop_ids, n_seq or opts.parallel, self.positions_needed(opts, n_samples))
 
     def segment(self, job: Job, piece: Piece, opts: Options) -> Segment:
         """A finished job's text, language and times."""
@@ -429,7 +429,7 @@ class Transcriber:
         longest = max_piece_samples(opts.piece_seconds)
         if duration:
             longest = min(longest, int(duration * audio_mod.SAMPLE_RATE * 1.01) + audio_mod.SAMPLE_RATE)
-        batch = Batcher(self.decoder, self.stop_ids, opts.parallel, self.positions_needed(opts, longest))
+        batch = self.batcher(opts, n_samples=longest)
         done: dict[int, Segment] = {}
         next_id = 0
         more = True
