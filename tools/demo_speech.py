@@ -57,7 +57,11 @@ TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
 ACCENTS = ["en", "en-us", "en-gb-scotland", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-gb-x-rp", "en-029",
            "en-us-nyc"]
 VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f4", "f5", "Andy", "Annie", "david",
-            "john", "linda", "steph", "robert", "paul", "max", "edward", "quincy", "michel", "aunty"]
+            "john", "linda", "steph", "robert", "paul", "max", "edward", "quincy", "michel", "aunty",
+            # more voices (issue 14): espeak-ng's other human-sounding variants (no whisper, robot or effects)
+            "m8", "adam", "Alex", "Alicia", "Andrea", "benjamin", "caleb", "ed", "Gene", "gustave", "iven",
+            "Jacky", "Lee", "Mario", "Michael", "Mike", "rob", "shelby", "travis", "victor", "zac", "grandma",
+            "anika", "belinda", "edward2", "steph2"]
 TEST_VOICE = "en-us+f3"
 TEST_SEED = 7919   # the held-out sentences' stream; training skips the first N_HELD_OUT of it
 N_HELD_OUT = 500
@@ -96,13 +100,22 @@ def _number(r: random.Random) -> str:
                                   r.randint(1000, 9999)]))
 
 
-SALAD = 7   # sentence kinds SALAD.. (three in ten) are random words; the others are templates
+DIGITS, SALAD, KINDS = 7, 8, 11   # kind DIGITS (one in eleven): a bare digit string ("five four nine five
+# zero"); kinds SALAD.. (three in eleven): random words; the others are templates
+
+
+def kind_name(kind: int) -> str:
+    return "templates" if kind < DIGITS else "digit strings" if kind == DIGITS else "random words"
+
+
+def digit_string(r: random.Random) -> str:
+    return " ".join(r.choice(ONES[:10]) for _ in range(r.randint(3, 10)))
 
 
 def _sentence_words(r: random.Random) -> tuple[int, str]:
-    """(kind, words): kinds 0..6 are templates, SALAD..9 random words."""
+    """(kind, words): kinds 0..6 are templates, DIGITS a digit string, SALAD.. random words."""
     n, a, v, t = r.choice(NOUNS), r.choice(ADJECTIVES), r.choice(VERBS), r.choice(TIMES)
-    kind = r.randrange(10)
+    kind = r.randrange(KINDS)
     if kind == 0:
         return kind, f"the {a} {n} is {r.choice(PREPS)} the {r.choice(NOUNS)}"
     if kind == 1:
@@ -117,6 +130,8 @@ def _sentence_words(r: random.Random) -> tuple[int, str]:
         return kind, f"we have {_number(r)} {plural(n)} and {_number(r)} {plural(r.choice(NOUNS))}"
     if kind == 6:
         return kind, f"the meeting is on {r.choice(MONTHS)} {r.choice(ONES[1:] + TENS[2:4])} at {r.choice(ONES[1:13])}"
+    if kind == DIGITS:
+        return kind, digit_string(r)
     words = all_words()  # word salad: the text gives no hint, only the sound does
     return kind, " ".join(r.choice(words) for _ in range(r.randint(3, 10)))
 
@@ -145,17 +160,17 @@ def held_out(n: int = N_HELD_OUT) -> list[str]:
     return sentences(TEST_SEED, N_HELD_OUT)[:n]
 
 
-def held_out_is_salad(n: int = N_HELD_OUT) -> list[bool]:
-    """For each of held_out(n): whether it is random words (no template)."""
+def held_out_kinds(n: int = N_HELD_OUT) -> list[str]:
+    """For each of held_out(n): "templates", "digit strings" or "random words" (kind_name)."""
     r = random.Random(TEST_SEED)
-    return [_sentence_words(r)[0] >= SALAD for _ in range(n)]
+    return [kind_name(_sentence_words(r)[0]) for _ in range(n)]
 
 
 class Espeak:
     """libespeak-ng in this process: the samples `espeak-ng -w` writes (less its trailing silence) and
     where each phoneme starts, for training labels. Synchronous mode; not thread-safe."""
 
-    _END, _PHONEME = 5, 7
+    _WORD, _END, _PHONEME = 1, 5, 7
 
     def __init__(self):
         import ctypes
@@ -209,6 +224,27 @@ class Espeak:
         phonemes = [(name.decode(), s, p) for t, s, p, name in self._events if t == self._PHONEME]
         end = max([s for t, s, _, _ in self._events if t == self._END] or [len(wav)])
         return wav, phonemes, end
+
+    def synth_words(self, text: str, voice: str, speed: int = 165, pitch: int = 50):
+        """(int16 samples at self.sample_rate, spans, end sample): synth() and, for each whitespace-separated
+        word of text, its (start, end) sample by espeak-ng's own word events (the demo aligner's labels).
+
+        A word starts at its word event and ends at the next word's event or, sooner, at a pause (a '_'
+        phoneme) after its start; the last word at the end of speech. espeak-ng sometimes speaks two
+        words as one ("in the") and reports one event: the joined words' inner boundary is unknown (None),
+        the group's outer ones are its own."""
+        wav, phonemes, end = self.synth(text, voice, speed, pitch)
+        events = {p: s for t, s, p, _ in self._events if t == self._WORD and p > 0}
+        firsts = [i + 1 for i, ch in enumerate(text) if not ch.isspace() and (i == 0 or text[i - 1].isspace())]
+        starts = [events.get(p) for p in firsts]
+        stops = sorted({s for s in starts if s is not None} | {s for n, s, _ in phonemes if n.startswith("_")})
+        out, group_end = [], None
+        for i, s0 in enumerate(starts):
+            if s0 is not None:
+                group_end = min([x for x in stops if x > s0] + [end])
+            last_of_group = i + 1 == len(starts) or starts[i + 1] is not None
+            out.append((s0, group_end if last_of_group else None))
+        return wav, out, end
 
 
 def write_wav(path, text: str, voice: str, speed: int = 165, pitch: int = 50) -> None:

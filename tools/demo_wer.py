@@ -82,9 +82,9 @@ def main(argv=None):
     words = lambda texts: sum(len(normalize(t).split()) for t in texts)  # noqa: E731
     print(f"WER {100 * wer(refs, hyps):.2f} % over {len(refs)} sentences ({words(refs)} words), "
           f"{len(wrong)} sentences with errors; voice {a.voice}, speed {SPEED}, model {a.model}")
-    salad = speech.held_out_is_salad(len(refs))
-    for name, want in (("templates", False), ("random words", True)):
-        pairs = [(r, h) for r, h, s in zip(refs, hyps, salad) if s == want]
+    kinds = speech.held_out_kinds(len(refs))
+    for name in ("templates", "digit strings", "random words"):
+        pairs = [(r, h) for r, h, k in zip(refs, hyps, kinds) if k == name]
         if pairs:
             r, h = map(list, zip(*pairs))
             print(f"  {name}: WER {100 * wer(r, h):.2f} % over {len(r)} sentences ({words(r)} words)")

@@ -102,19 +102,25 @@ def make_config(tok):
 
 # --- data
 def training_items(seed: int, n: int) -> list[tuple[str, str, int, int]]:
-    """(text, voice, speed, pitch): sentences (the held-out ones and the sample's excluded), a fifth of
-    them one to three words (where the words' sounds are learnt first), in any voice but TEST_VOICE."""
+    """(text, voice, speed, pitch): sentences (the held-out ones and the sample's excluded) and, beside
+    them, a fifth one to three random words (where the words' sounds are learnt first), a fifth 4 to 12
+    random words and a tenth bare digit strings (where no context helps: only the sound tells them),
+    in any voice but TEST_VOICE."""
     r = random.Random(seed + 1)
     voices = [f"{a}+{v}" for a in speech.ACCENTS for v in speech.VARIANTS]
     assert speech.TEST_VOICE.split("+")[1] not in speech.VARIANTS  # the test voice is never heard
     exclude = set(speech.held_out()) | {speech.SAMPLE_TEXT}
-    words, short = speech.all_words(), []
-    while len(short) < n // 5:
-        s = speech.capitalized(" ".join(r.choice(words) for _ in range(r.randint(1, 3))))
-        if s not in exclude:
-            short.append(s)
-    texts = speech.sentences(seed, n - len(short), exclude=exclude) + short
-    return [(t, r.choice(voices), r.randint(130, 200), r.randint(25, 75)) for t in texts]
+    words, extra = speech.all_words(), []
+    for count, make in ((n // 5, lambda: " ".join(r.choice(words) for _ in range(r.randint(1, 3)))),
+                        (n // 5, lambda: " ".join(r.choice(words) for _ in range(r.randint(4, 12)))),
+                        (n // 10, lambda: speech.digit_string(r))):
+        done = len(extra) + count
+        while len(extra) < done:
+            s = speech.capitalized(make())
+            if s not in exclude:
+                extra.append(s)
+    texts = speech.sentences(seed, n - len(extra), exclude=exclude) + extra
+    return [(t, r.choice(voices), r.randint(120, 210), r.randint(25, 75)) for t in texts]
 
 
 class Clips:
@@ -367,8 +373,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=DEMO_DIR / "qwen3-asr-demo",
                     help="checkpoint directory; the GGUF pair and sample.wav go beside it")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--clips", type=positive, default=16000, help="distinct espeak-ng clips")
-    ap.add_argument("--steps", type=positive, default=4000)
+    ap.add_argument("--clips", type=positive, default=20000, help="distinct espeak-ng clips")
+    ap.add_argument("--steps", type=positive, default=6000)
     ap.add_argument("--batch", type=positive, default=16)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--threads", type=int, default=2)
