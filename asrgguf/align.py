@@ -176,8 +176,12 @@ def find_aligner(model) -> str:
 
     from .gguf_file import read_kv
 
+    from . import demo
+
     hint = "--timestamps word needs an aligner: --aligner ALIGNER.gguf|DIR (a quantized Qwen3-ForcedAligner)"
-    if not model or str(model) == "demo":
+    if str(model) == demo.NAME:
+        return demo.NAME
+    if not model:
         raise AsrggufError(hint)
     p = Path(model)
     if p.is_file():
@@ -268,7 +272,12 @@ class Aligner:
 
     @classmethod
     def load(cls, path: str | Path, **kw) -> "Aligner":
-        """A decoder GGUF (mmproj beside it) or a checkpoint directory."""
+        """A decoder GGUF (mmproj beside it), a checkpoint directory, or "demo" (the packaged demo aligner;
+        a directory named demo: "./demo")."""
+        from . import demo
+
+        if str(path) == demo.NAME:
+            return cls.from_gguf(demo.ALIGNER, demo.MMPROJ, **{k: v for k, v in kw.items() if k != "mmproj"})
         p = Path(path)
         if p.is_dir():
             return cls.from_pretrained(p, **{k: v for k, v in kw.items() if k != "mmproj"})
@@ -347,3 +356,9 @@ class Aligner:
 
     def close(self) -> None:
         self.engine.close()
+
+    def __enter__(self) -> "Aligner":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -122,8 +122,9 @@ def _engine_options(f):
 @click.option("--timestamps", type=click.Choice(["segment", "word"]), default="segment", show_default=True,
               help="segment: exact piece times, interpolated inside; word: word times from the aligner.")
 @click.option("--aligner", "aligner_path", type=click.Path(),
-              help="Qwen3-ForcedAligner for --timestamps word: its decoder GGUF (mmproj beside it) or checkpoint "
-                   "directory; default: an aligner GGUF beside --gguf, or a forced-aligner checkpoint beside --model.")
+              help="Qwen3-ForcedAligner for --timestamps word: its decoder GGUF (mmproj beside it), checkpoint "
+                   "directory, or demo; default: an aligner GGUF beside --gguf, a forced-aligner checkpoint beside "
+                   "--model, the demo aligner with --model demo.")
 @click.option("--max-line-chars", type=click.IntRange(10, 200), default=42, show_default=True,
               help="srt/vtt: characters per subtitle line (two lines a cue).")
 @click.option("--bench-tokens", type=click.IntRange(1), default=None, hidden=True,
@@ -296,7 +297,8 @@ def quantize(model_dir, outtype, mmproj_type, outdir, threads, quiet):
 @click.option("--language", required=True,
               help="Language of the text: a name or ISO code among those 'asrgguf languages' marks 'aligner'.")
 @click.option("--aligner", "aligner_path", type=click.Path(), required=True,
-              help="Qwen3-ForcedAligner: decoder GGUF (mmproj beside it, or --mmproj) or checkpoint directory.")
+              help="Qwen3-ForcedAligner: decoder GGUF (mmproj beside it, or --mmproj), checkpoint directory, or "
+                   "demo (the built-in demo aligner).")
 @click.option("--mmproj", type=click.Path(dir_okay=False), help="The aligner's audio encoder GGUF.")
 @click.option("--device", default="auto", show_default=True, help="Encoder device: auto|cpu|cuda|mps.")
 @click.option("--dtype", default="auto", show_default=True, help="Encoder dtype: auto|float32|float16|bfloat16.")

@@ -7,6 +7,10 @@ class equals the official one, the largest score error (in std of a row's scores
 official repair the share of word times equal to the official ones and their mean absolute difference.
 
     python tools/align_parity.py [--outtypes f32,f16,q8_0,q4_k_m] [--work DIR]
+
+`--checkpoint DIR` measures a trained aligner checkpoint instead (the demo aligner's, which
+tools/train_demo_aligner.py writes to .cache/demo-aligner): the first 20 held-out demo sentences in
+the held-out voice, English.
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--outtypes", default="f32,f16,q8_0,q4_k_m")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument("--checkpoint", type=Path, default=None, help="a trained aligner checkpoint (see above)")
     a = ap.parse_args(argv)
     work = a.work or Path(tempfile.mkdtemp(prefix="align-parity-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -51,13 +56,20 @@ def main(argv=None):
         demo_speech.write_wav(clips["20s"], " ".join(SENTENCES), "en", 165)
     cases = [(c, t, lang) for c in ("5s", "20s")
              for t, lang in (((" ".join(SENTENCES) if c == "20s" else SENTENCES[0]), "English"), (ZH, "Chinese"))]
+    checkpoints = {shape: work / f"tiny-aligner-{shape}" for shape in SHAPES}
+    if a.checkpoint:
+        checkpoints = {a.checkpoint.name: a.checkpoint}
+        cases = []
+        for i, text in enumerate(demo_speech.held_out(20)):
+            clips[i] = work / f"held-out-{i}.wav"
+            demo_speech.write_wav(clips[i], text, demo_speech.TEST_VOICE, 160)
+            cases.append((i, text, "English"))
     print("| checkpoint | outtype | classes equal | largest score error (std) | word times equal | "
           "mean abs. time diff (ms) |")
     print("|---|---|---|---|---|---|")
-    for shape, kw in SHAPES.items():
-        ck = work / f"tiny-aligner-{shape}"
+    for shape, ck in checkpoints.items():
         if not (ck / "config.json").exists():
-            write_checkpoint(ck, size="tiny", aligner=True, **kw)
+            write_checkpoint(ck, size="tiny", aligner=True, **SHAPES[shape])
         off = Qwen3ForcedAligner.from_pretrained(str(ck), dtype=torch.float32, device_map="cpu")
         ref = {}
         for clip, text, lang in cases:

@@ -1,0 +1,98 @@
+#!/usr/bin/env python3
+"""How close the demo aligner's word times are to espeak-ng's own word boundaries (issue 14).
+
+The set: the first N held-out sentences of tools/demo_speech.py (neither the ASR model nor the
+aligner trained on them) spoken by libespeak-ng with TEST_VOICE (a voice variant training never
+used) at SPEED, which also reports where each word starts (its word events; a word ends at the
+next word's start or at a pause: demo_speech.Espeak.synth_words). Each clip and its text go through
+asrgguf's Aligner (q8_0 decoder, f16 mmproj) as `asrgguf align` runs it; every boundary espeak-ng
+reports is compared with the aligner's (two words espeak-ng speaks as one have no inner boundary).
+
+    python tools/demo_align_accuracy.py                  # the packaged demo aligner, 200 sentences
+    python tools/demo_align_accuracy.py --aligner DIR_OR_GGUF --n 50 --show
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+
+import demo_speech as speech  # noqa: E402
+
+SPEED = 160
+
+
+def reference(texts: list[str], voice: str, speed: int = SPEED):
+    """[(samples as float at the espeak-ng rate, rate, [(start s | None, end s | None)])] per text."""
+    es = speech.Espeak()
+    out = []
+    for text in texts:
+        wav, spans, _ = es.synth_words(text, voice, speed)
+        sr = es.sample_rate
+        out.append((wav.astype(np.float32) / 32768, sr,
+                    [tuple(None if x is None else x / sr for x in s) for s in spans]))
+    return out
+
+
+def errors(words, spans) -> list[tuple[str, float]]:
+    """(kind, |aligner - espeak-ng| in s) for every boundary espeak-ng reports."""
+    if len(words) != len(spans):
+        raise SystemExit(f"demo_align_accuracy: {len(words)} aligned words for {len(spans)} spoken ones")
+    out = []
+    for w, (a, b) in zip(words, spans):
+        if a is not None:
+            out.append(("start", abs(w.start - a)))
+        if b is not None:
+            out.append(("end", abs(w.end - b)))
+    return out
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=200, help="held-out sentences (the first N)")
+    ap.add_argument("--aligner", default="demo", help="'demo' (the packaged aligner), a GGUF or a checkpoint directory")
+    ap.add_argument("--voice", default=speech.TEST_VOICE)
+    ap.add_argument("--speed", type=int, default=SPEED)
+    ap.add_argument("--threads", type=int)
+    ap.add_argument("--show", action="store_true", help="print each sentence's words with both times")
+    a = ap.parse_args(argv)
+    if not 1 <= a.n <= speech.N_HELD_OUT:
+        ap.error(f"--n: 1 to {speech.N_HELD_OUT} (the held-out sentences)")
+
+    from asrgguf.align import Aligner
+
+    texts = speech.held_out(a.n)
+    refs = reference(texts, a.voice, a.speed)
+    al = Aligner.load(a.aligner, threads=a.threads)
+    errs, seconds = [], 0.0
+    try:
+        for text, (wav, sr, spans) in zip(texts, refs):
+            words = al.align((wav, sr), text, "English")
+            e = errors(words, spans)
+            errs += e
+            seconds += len(wav) / sr
+            if a.show:
+                print(text)
+                for w, (s0, s1) in zip(words, spans):
+                    f = lambda x: "   -  " if x is None else f"{x:6.3f}"  # noqa: E731
+                    print(f"  {w.text:>12}  aligner {w.start:6.3f} {w.end:6.3f}   espeak-ng {f(s0)} {f(s1)}")
+    finally:
+        al.close()
+    ms = np.array([x for _, x in errs]) * 1000
+    starts = np.array([x for k, x in errs if k == "start"]) * 1000
+    ends = np.array([x for k, x in errs if k == "end"]) * 1000
+    print(f"{len(texts)} sentences ({seconds:.0f} s), {len(ms)} boundaries; voice {a.voice}, speed {a.speed}, "
+          f"aligner {a.aligner}")
+    print(f"mean absolute error {ms.mean():.1f} ms (starts {starts.mean():.1f}, ends {ends.mean():.1f}); "
+          f"median {np.median(ms):.0f} ms; within 100 ms {100 * (ms <= 100).mean():.1f} %; "
+          f"within 200 ms {100 * (ms <= 200).mean():.1f} %; largest {ms.max():.0f} ms")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
