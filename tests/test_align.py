@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, speech_with_silences, write_wav
+from reference import official_classes, official_words
 from speech_text import SENTENCES
 
 # the f32 decoder's largest score error, in std of a row's scores: 0.03-0.05 measured on these checkpoints
@@ -33,25 +34,6 @@ def official_aligner():
     def load(path: str):
         return Qwen3ForcedAligner.from_pretrained(path, dtype=torch.float32, device_map="cpu")
     return load
-
-
-def official_classes(model, wav, text, language):
-    """The official forward pass: units, and the head's scores at every <timestamp> position."""
-    import torch
-    from reference import windowed
-
-    units, prompt = model.aligner_processor.encode_timestamp(text, language)
-    inp = model.processor(text=[prompt], audio=[wav], return_tensors="pt", padding=True)
-    with torch.inference_mode(), windowed():
-        logits = model.model.thinker(**inp).logits[0]
-    return units, logits[inp["input_ids"][0] == model.timestamp_token_id].numpy()
-
-
-def official_words(model, wav, text, language):
-    from reference import windowed
-
-    with windowed():
-        return [(it.text, it.start_time, it.end_time) for it in model.align((wav, 16000), text, language)[0]]
 
 
 def test_units_as_official():

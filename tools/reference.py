@@ -95,3 +95,19 @@ def official_text_logits(model, ids: list[int]) -> np.ndarray:
     with torch.no_grad():
         out = thinker(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long))
     return out.logits[0].numpy()
+
+
+# --- Qwen3ForcedAligner
+def official_classes(model, wav, text, language):
+    """The official forward pass: units, and the head's scores at every <timestamp> position."""
+    units, prompt = model.aligner_processor.encode_timestamp(text, language)
+    inp = model.processor(text=[prompt], audio=[wav], return_tensors="pt", padding=True)
+    with torch.inference_mode(), windowed():
+        logits = model.model.thinker(**inp).logits[0]
+    return units, logits[inp["input_ids"][0] == model.timestamp_token_id].numpy()
+
+
+def official_words(model, wav, text, language):
+    """Qwen3ForcedAligner.align on 16 kHz samples: [(unit, start s, end s)]."""
+    with windowed():
+        return [(it.text, it.start_time, it.end_time) for it in model.align((wav, 16000), text, language)[0]]
