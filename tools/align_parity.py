@@ -36,7 +36,7 @@ def main(argv=None):
 
     import demo_speech
     from random_checkpoint import write_checkpoint
-    from reference import windowed
+    from reference import official_classes
     from speech_text import SENTENCES
 
     from asrgguf.align import Aligner, repair
@@ -74,11 +74,7 @@ def main(argv=None):
         ref = {}
         for clip, text, lang in cases:
             wav = load(clips[clip])
-            units, prompt = off.aligner_processor.encode_timestamp(text, lang)
-            inp = off.processor(text=[prompt], audio=[wav], return_tensors="pt", padding=True)
-            with torch.inference_mode(), windowed():
-                logits = off.model.thinker(**inp).logits[0]
-            ref[(clip, lang)] = (wav, units, logits[inp["input_ids"][0] == off.timestamp_token_id].numpy())
+            ref[(clip, lang)] = (wav, *official_classes(off, wav, text, lang))
         for outtype in a.outtypes.split(","):
             dec, mm = quantize_checkpoint(ck, outtype, work / "gguf" / ck.name, "f32" if outtype == "f32" else "f16",
                                           progress=False)
