@@ -275,6 +275,17 @@ def batched_audio_tower(tower):
     return run
 
 
+def optimizer(params, lr: float, steps: int):
+    """AdamW and its schedule: 5 % linear warm-up, then cosine to zero (both demo trainings)."""
+    import torch
+
+    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01, foreach=True)
+    warm = max(1, steps // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    return opt, sched
+
+
 def train(model, tok, clips: Clips, texts: list[str], keep: list[int], steps: int, batch: int, lr: float,
           seed: int, log_every: int = 25):
     import torch
@@ -289,10 +300,7 @@ def train(model, tok, clips: Clips, texts: list[str], keep: list[int], steps: in
     # (tied) output head, so that audio frames come to resemble the embeddings of the words spoken in them
     phone_head = torch.nn.Linear(model.config.thinker_config.audio_config.output_dim, len(clips.names))
     params = list(model.parameters()) + list(phone_head.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01, foreach=True)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    opt, sched = optimizer(params, lr, steps)
     encode = batched_audio_tower(thinker.audio_tower)
     mel = LogMel()
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
@@ -368,17 +376,22 @@ def positive(text: str) -> int:
     return n
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=DEMO_DIR / "qwen3-asr-demo",
-                    help="checkpoint directory; the GGUF pair and sample.wav go beside it")
+def training_options(ap: argparse.ArgumentParser, clips: int, steps: int) -> None:
+    """The options the demo trainings share (this script and train_demo_aligner.py)."""
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--clips", type=positive, default=20000, help="distinct espeak-ng clips")
-    ap.add_argument("--steps", type=positive, default=6000)
+    ap.add_argument("--clips", type=positive, default=clips, help="distinct espeak-ng clips")
+    ap.add_argument("--steps", type=positive, default=steps)
     ap.add_argument("--batch", type=positive, default=16)
     ap.add_argument("--lr", type=float, default=1.5e-3)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "demo-train", help="synthesised clips (not in git)")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=DEMO_DIR / "qwen3-asr-demo",
+                    help="checkpoint directory; the GGUF pair and sample.wav go beside it")
+    training_options(ap, clips=20000, steps=6000)
     a = ap.parse_args(argv)
 
     import torch

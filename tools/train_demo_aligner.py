@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 import demo_speech as speech  # noqa: E402
 from random_checkpoint import mark_aligner  # noqa: E402
 from train_demo import (DEMO_DIR, batched_audio_tower, check_library_matches_cli, cpu_seconds, log,  # noqa: E402
-                        positive, training_items)
+                        optimizer, training_items, training_options)
 
 SEGMENT_MS = 80             # timestamp_segment_time, as published
 CLASSIFY_NUM = 2250         # 180 s (the aligner's longest input) in classes of 80 ms
@@ -149,10 +148,7 @@ def train(model, tok, clips: WordClips, keep: list[int], steps: int, batch: int,
     for p in thinker.audio_tower.parameters():  # frozen: the aligner's mmproj is the ASR model's
         p.requires_grad_(False)
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.01, foreach=True)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * 0.5 * (1 + math.cos(math.pi * min(1.0, s / steps))))
+    opt, sched = optimizer(params, lr, steps)
     encode = batched_audio_tower(thinker.audio_tower)
     mel = LogMel()
     ids_of = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
@@ -218,13 +214,7 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ALIGNER_DIR,
                     help="checkpoint directory; the q8_0 decoder GGUF goes to --gguf-dir")
     ap.add_argument("--gguf-dir", type=Path, default=DEMO_DIR, help="where the decoder GGUF goes")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--clips", type=positive, default=8000, help="distinct espeak-ng sentences")
-    ap.add_argument("--steps", type=positive, default=3000)
-    ap.add_argument("--batch", type=positive, default=16)
-    ap.add_argument("--lr", type=float, default=1.5e-3)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "demo-train", help="synthesised clips (not in git)")
+    training_options(ap, clips=8000, steps=3000)
     a = ap.parse_args(argv)
 
     import torch
