@@ -45,10 +45,11 @@ def write_test_set(out: Path, n: int, voice: str = speech.TEST_VOICE) -> list[tu
     return clips
 
 
-def transcribe_cli(paths: list[Path], model: str, out: Path, threads: int | None = None) -> list[str]:
+def transcribe_cli(paths: list[Path], model: str, out: Path, threads: int | None = None,
+                   dtype: str = "auto") -> list[str]:
     """One `asrgguf run` over all files; the text of each, in order."""
     cmd = [sys.executable, "-m", "asrgguf.cli", "run", "--model", model, "--language", "auto",
-           "--output-dir", str(out), "--format", "txt", "--quiet", *map(str, paths)]
+           "--output-dir", str(out), "--format", "txt", "--quiet", "--dtype", dtype, *map(str, paths)]
     if threads:
         cmd += ["--threads", str(threads)]
     subprocess.run(cmd, check=True)
@@ -62,6 +63,7 @@ def main(argv=None):
     ap.add_argument("--voice", default=speech.TEST_VOICE,
                     help="espeak-ng voice (default: the held-out one; a training voice separates the two gaps)")
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--dtype", default="auto", help="the encoder's dtype (asrgguf run --dtype)")
     ap.add_argument("--show", action="store_true", help="print every sentence that has errors")
     a = ap.parse_args(argv)
     if not 1 <= a.n <= speech.N_HELD_OUT:
@@ -71,7 +73,7 @@ def main(argv=None):
         (tmp / "wav").mkdir()
         try:
             clips = write_test_set(tmp / "wav", a.n, a.voice)
-            hyps = transcribe_cli([p for p, _ in clips], a.model, tmp / "out", a.threads)
+            hyps = transcribe_cli([p for p, _ in clips], a.model, tmp / "out", a.threads, a.dtype)
         except subprocess.CalledProcessError as e:  # espeak-ng (a voice it lacks) or asrgguf said why above
             sys.exit(f"demo_wer: {Path(e.cmd[0]).name} {' '.join(map(str, e.cmd[1:4]))} ... failed (exit {e.returncode})")
     refs = [t for _, t in clips]
@@ -81,7 +83,7 @@ def main(argv=None):
             print(f"ref: {r}\nhyp: {h}\n")
     words = lambda texts: sum(len(normalize(t).split()) for t in texts)  # noqa: E731
     print(f"WER {100 * wer(refs, hyps):.2f} % over {len(refs)} sentences ({words(refs)} words), "
-          f"{len(wrong)} sentences with errors; voice {a.voice}, speed {SPEED}, model {a.model}")
+          f"{len(wrong)} sentences with errors; voice {a.voice}, speed {SPEED}, model {a.model}, encoder {a.dtype}")
     kinds = speech.held_out_kinds(len(refs))
     for name in ("templates", "digit strings", "random words"):
         pairs = [(r, h) for r, h, k in zip(refs, hyps, kinds) if k == name]
