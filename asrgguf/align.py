@@ -174,9 +174,8 @@ def find_aligner(model) -> str:
     or a forced-aligner checkpoint directory beside a checkpoint directory."""
     import json
 
-    from .gguf_file import read_kv
-
     from . import demo
+    from .gguf_file import read_kv
 
     hint = "--timestamps word needs an aligner: --aligner ALIGNER.gguf|DIR (a quantized Qwen3-ForcedAligner)"
     if str(model) == demo.NAME:
@@ -276,11 +275,12 @@ class Aligner:
         a directory named demo: "./demo")."""
         from . import demo
 
+        no_mmproj = {k: v for k, v in kw.items() if k != "mmproj"}
         if str(path) == demo.NAME:
-            return cls.from_gguf(demo.ALIGNER, demo.MMPROJ, **{k: v for k, v in kw.items() if k != "mmproj"})
+            return cls.from_gguf(demo.ALIGNER, demo.MMPROJ, **no_mmproj)
         p = Path(path)
         if p.is_dir():
-            return cls.from_pretrained(p, **{k: v for k, v in kw.items() if k != "mmproj"})
+            return cls.from_pretrained(p, **no_mmproj)
         return cls.from_gguf(p, **kw)
 
     # --- the forward pass

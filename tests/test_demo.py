@@ -134,6 +134,8 @@ def test_run_model_demo_word_times():
     segment, each boundary within ALIGN_MAX_MS of espeak-ng's and ALIGN_MEAN_MS on average."""
     import json
 
+    from asrgguf.transcribe import Word
+
     r = subprocess.run([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo", "--timestamps", "word",
                         "--format", "json", "--quiet", "--threads", "2", str(demo.SAMPLE)],
                        capture_output=True, text=True, timeout=300)
@@ -146,12 +148,7 @@ def test_run_model_demo_word_times():
     assert [w["text"] for w in words] == [w.strip(".") for w in sample.split()]
     assert all(seg["start"] <= w["start"] <= w["end"] <= seg["end"] for w in words)
     assert all(a["end"] <= b["start"] for a, b in zip(words, words[1:]))
-
-    class W:
-        def __init__(self, d):
-            self.start, self.end = d["start"], d["end"]
-
-    errs = boundary_errors([W(w) for w in words], espeak_words(sample, speech.TEST_VOICE, 165))
+    errs = boundary_errors([Word(**w) for w in words], espeak_words(sample, speech.TEST_VOICE, 165))
     assert len(errs) == 18
     assert max(errs) <= ALIGN_MAX_MS / 1000 and sum(errs) / len(errs) <= ALIGN_MEAN_MS / 1000, errs
 
