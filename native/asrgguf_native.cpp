@@ -17,7 +17,12 @@
 // AVX2 path (no VNNI): the same layout through vpmaddubsw with the sign trick.
 //
 // The buffer type is a host buffer type: outputs of the products are plain f32 host memory that
-// llama.cpp's CPU backend reads without copies. Threads: OpenMP, the same libgomp pool that
+// llama.cpp's CPU backend reads without copies. Its memory is advised as transparent huge pages (a decode
+// step streams all the weights; 4 KiB pages cost a TLB miss per page).
+//
+// Besides the products it takes the f32 norms, adds and SwiGLU between them, and a decode step's
+// attention over llama.cpp's f16 KV cache (KQ, masked softmax, KQV, CONT), so a layer needs fewer graph
+// splits and each KV head is read once for the query heads that share it. Threads: OpenMP, the same libgomp pool that
 // llama.cpp's CPU backend uses (persistent, already spinning between graph splits), one parallel
 // region per graph split (all the products of the split, barriers between them).
 
@@ -26,6 +31,7 @@
 #include "ggml-backend-impl.h"
 
 #include <immintrin.h>
+#include <sys/mman.h>
 #include <omp.h>
 
 #include <atomic>
@@ -59,8 +65,9 @@ struct Global {
     std::atomic<long long> n_mul_mat{0};
     std::atomic<long long> n_graphs{0};
     std::atomic<long long> ns{0};  // wall time inside graph_compute
-    std::atomic<int> accept{1};
-    bool elementwise = true;     // take the norms, adds and SwiGLU too (ASRGGUF_NATIVE_PRODUCTS_ONLY=1: no)  // take new weights at model load (placement); loaded ones stay ours
+    std::atomic<int> accept{1};  // take new weights at model load (placement); loaded ones stay ours
+    bool attention = true;       // decode attention over the f16 KV cache (ASRGGUF_NATIVE_NO_ATTENTION=1: no)
+    bool elementwise = true;     // take the norms, adds and SwiGLU too (ASRGGUF_NATIVE_PRODUCTS_ONLY=1: no)
 };
 
 Global & G() {
@@ -89,6 +96,8 @@ void init_global() {
     if (f && strcmp(f, "avx2") == 0 && isa > ISA_AVX2) isa = ISA_AVX2;
     const char * p = getenv("ASRGGUF_NATIVE_PRODUCTS_ONLY");
     g.elementwise = !(p && *p && strcmp(p, "0") != 0);
+    const char * na = getenv("ASRGGUF_NATIVE_NO_ATTENTION");
+    g.attention = g.elementwise && !(na && *na && strcmp(na, "0") != 0);
     g.isa = isa;
 }
 
@@ -463,6 +472,340 @@ bool supported_mul_mat(const ggml_tensor * op) {
            op->type == GGML_TYPE_F32 && op->nb[0] == sizeof(float) && s1->ne[0] == w->ne[0];
 }
 
+// --- decode attention over llama.cpp's f16 KV cache (flash attention off, as asrgguf runs on the CPU):
+// KQ = MUL_MAT(K view, q), SOFT_MAX(KQ, mask, scale), KQV = MUL_MAT(V^T view, softmax), CONT of the
+// permuted KQV. With these the attention of a decode step joins the output product after it in one graph
+// split, and each KV head is read once for all the query heads that share it (GQA): ggml's CPU mul_mat
+// reads it once per query head. Numerics as ggml's CPU ops: the f32 operand is rounded to f16 (ggml
+// converts it to the f16 vec_dot type), f16 x f16 products are exact in f32 and summed in f32; softmax
+// x*scale + mask, max subtracted, exp summed in double. Only batches of up to ATTN_MAX_ROWS tokens per
+// sequence (decode steps): prefill attention is a large matrix product that llama.cpp's CPU backend does well.
+
+constexpr int64_t ATTN_MAX_ROWS = 8;
+constexpr int F16_MAX_B = 8;   // f32 rows per pass of the f16 kernels
+
+int64_t n_rows(const ggml_tensor * t) { return t->ne[1] * t->ne[2] * t->ne[3]; }
+
+bool weight_buffer(const ggml_tensor * t) {
+    const ggml_backend_buffer_t b = t->view_src ? t->view_src->buffer : t->buffer;
+    return b && b->usage == GGML_BACKEND_BUFFER_USAGE_WEIGHTS;
+}
+
+bool supported_f16_mul_mat(const ggml_tensor * op) {
+    const ggml_tensor * a = op->src[0];
+    const ggml_tensor * b = op->src[1];
+    return op->op == GGML_OP_MUL_MAT && a && b && a->type == GGML_TYPE_F16 && a->nb[0] == 2 &&
+           b->type == GGML_TYPE_F32 && b->nb[0] == sizeof(float) && op->type == GGML_TYPE_F32 &&
+           op->nb[0] == sizeof(float) && a->ne[0] == b->ne[0] && b->ne[1] <= ATTN_MAX_ROWS &&
+           b->ne[2] % a->ne[2] == 0 && b->ne[3] % a->ne[3] == 0 && !weight_buffer(a) &&
+           !(a->buffer && is_my_buft(a->buffer->buft));
+}
+
+bool supported_soft_max(const ggml_tensor * op) {
+    const ggml_tensor * a = op->src[0];
+    const ggml_tensor * m = op->src[1];
+    float max_bias;
+    memcpy(&max_bias, (const float *) op->op_params + 1, sizeof(float));
+    return op->op == GGML_OP_SOFT_MAX && f32_rows(op) && f32_rows(a) && ggml_are_same_shape(op, a) &&
+           a->ne[1] <= ATTN_MAX_ROWS && op->src[2] == nullptr && max_bias == 0.0f &&
+           (m == nullptr || (f32_rows(m) && m->ne[0] == a->ne[0] && m->ne[1] >= a->ne[1] && m->ne[2] > 0 &&
+                             m->ne[3] > 0));
+}
+
+bool supported_cont(const ggml_tensor * op) {
+    const ggml_tensor * a = op->src[0];
+    return op->op == GGML_OP_CONT && a && a->type == GGML_TYPE_F32 && op->type == GGML_TYPE_F32 &&
+           n_rows(op) <= ATTN_MAX_ROWS && n_rows(a) <= 64 * ATTN_MAX_ROWS;
+}
+
+size_t f16_work_size(const ggml_tensor * node) {
+    const ggml_tensor * b = node->src[1];
+    return (size_t) n_rows(b) * b->ne[0] * sizeof(float) + 64;
+}
+
+template <int NB>
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c,fma")))
+void dot_f16_avx512(const uint16_t * a, const float * const * b, int64_t K, float * out) {
+    __m512 acc0[NB], acc1[NB];
+    for (int j = 0; j < NB; ++j) acc0[j] = acc1[j] = _mm512_setzero_ps();
+    int64_t k = 0;
+    for (; k + 32 <= K; k += 32) {
+        const __m512 a0 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (a + k)));
+        const __m512 a1 = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *) (a + k + 16)));
+        for (int j = 0; j < NB; ++j) {
+            acc0[j] = _mm512_fmadd_ps(a0, _mm512_loadu_ps(b[j] + k), acc0[j]);
+            acc1[j] = _mm512_fmadd_ps(a1, _mm512_loadu_ps(b[j] + k + 16), acc1[j]);
+        }
+    }
+    for (; k < K; k += 16) {
+        const int64_t n = std::min<int64_t>(16, K - k);
+        const __mmask16 m = (__mmask16) ((1u << n) - 1);
+        const __m512 a0 = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, a + k));
+        for (int j = 0; j < NB; ++j) acc0[j] = _mm512_fmadd_ps(a0, _mm512_maskz_loadu_ps(m, b[j] + k), acc0[j]);
+    }
+    for (int j = 0; j < NB; ++j) out[j] = _mm512_reduce_add_ps(_mm512_add_ps(acc0[j], acc1[j]));
+}
+
+template <int NB>
+__attribute__((target("avx2,fma,f16c")))
+void dot_f16_avx2(const uint16_t * a, const float * const * b, int64_t K, float * out) {
+    __m256 acc0[NB], acc1[NB];
+    for (int j = 0; j < NB; ++j) acc0[j] = acc1[j] = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16) {
+        const __m256 a0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (a + k)));
+        const __m256 a1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (a + k + 8)));
+        for (int j = 0; j < NB; ++j) {
+            acc0[j] = _mm256_fmadd_ps(a0, _mm256_loadu_ps(b[j] + k), acc0[j]);
+            acc1[j] = _mm256_fmadd_ps(a1, _mm256_loadu_ps(b[j] + k + 8), acc1[j]);
+        }
+    }
+    for (int j = 0; j < NB; ++j) {
+        const __m256 s = _mm256_add_ps(acc0[j], acc1[j]);
+        __m128 s4 = _mm_add_ps(_mm256_extractf128_ps(s, 1), _mm256_castps256_ps128(s));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        s4 = _mm_add_ss(s4, _mm_movehdup_ps(s4));
+        float t = _mm_cvtss_f32(s4);
+        for (int64_t kk = k; kk < K; ++kk) t += _cvtsh_ss(a[kk]) * b[j][kk];
+        out[j] = t;
+    }
+}
+
+using dot_f16_t = void (*)(const uint16_t *, const float * const *, int64_t, float *);
+
+dot_f16_t pick_f16(int isa, int nb) {
+    static const dot_f16_t t512[F16_MAX_B + 1] = {nullptr, dot_f16_avx512<1>, dot_f16_avx512<2>, dot_f16_avx512<3>,
+                                                  dot_f16_avx512<4>, dot_f16_avx512<5>, dot_f16_avx512<6>,
+                                                  dot_f16_avx512<7>, dot_f16_avx512<8>};
+    static const dot_f16_t t256[F16_MAX_B + 1] = {nullptr, dot_f16_avx2<1>, dot_f16_avx2<2>, dot_f16_avx2<3>,
+                                                  dot_f16_avx2<4>, dot_f16_avx2<5>, dot_f16_avx2<6>,
+                                                  dot_f16_avx2<7>, dot_f16_avx2<8>};
+    return isa == ISA_AVX512VNNI ? t512[nb] : t256[nb];
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,f16c")))
+void round_f16_avx512(const float * x, float * y, int64_t K) {
+    int64_t k = 0;
+    for (; k + 16 <= K; k += 16)
+        _mm512_storeu_ps(y + k, _mm512_cvtph_ps(_mm512_cvtps_ph(_mm512_loadu_ps(x + k), _MM_FROUND_TO_NEAREST_INT)));
+    for (; k < K; ++k) y[k] = _cvtsh_ss(_cvtss_sh(x[k], 0));
+}
+
+__attribute__((target("avx2,f16c")))
+void round_f16_avx2(const float * x, float * y, int64_t K) {
+    int64_t k = 0;
+    for (; k + 8 <= K; k += 8)
+        _mm256_storeu_ps(y + k, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_loadu_ps(x + k), _MM_FROUND_TO_NEAREST_INT)));
+    for (; k < K; ++k) y[k] = _cvtsh_ss(_cvtss_sh(x[k], 0));
+}
+
+// dst[i0, i1, i2, i3] = sum_k a[k, i0, i2 / r2, i3 / r3] * f16(b[k, i1, i2, i3]); each row of a (one KV
+// position of one head, or one channel of V^T) is read once for the r2 * r3 * ne11 rows of b that use it.
+// Threads take contiguous ranges of i0 (KV positions for KQ: a position's heads are adjacent in the cache,
+// so a thread streams whole cache rows), all heads each.
+void run_mul_mat_f16(const ggml_tensor * node, uint8_t * work, int isa, int ith, int nth) {
+    const ggml_tensor * a = node->src[0];
+    const ggml_tensor * b = node->src[1];
+    const int64_t K = a->ne[0], ne11 = b->ne[1], ne12 = b->ne[2];
+    const int64_t ne01 = a->ne[1], nh = a->ne[2] * a->ne[3];
+    const int64_t r2 = b->ne[2] / a->ne[2], r3 = b->ne[3] / a->ne[3];
+    float * bw = (float *) work;   // b rounded to f16 precision, row i1 + ne11 * (i2 + ne12 * i3)
+    const int64_t nbr = n_rows(b);
+    for (int64_t r = ith; r < nbr; r += nth) {
+        const float * x = row_ptr(b, r % ne11, (r / ne11) % ne12, r / (ne11 * ne12));
+        if (isa == ISA_AVX512VNNI)
+            round_f16_avx512(x, bw + r * K, K);
+        else
+            round_f16_avx2(x, bw + r * K, K);
+    }
+    if (nth > 1) {
+#pragma omp barrier
+    }
+    const int64_t group = r2 * r3 * ne11;   // rows of b per row of a
+    // per head h = i02 + ne02 * i03: a's offset, the rows of b and the dst bases (i0 = 0)
+    std::vector<const float *> brows(nh * group);
+    std::vector<char *> dbase(nh * group);
+    std::vector<const char *> abase(nh);
+    for (int64_t h = 0; h < nh; ++h) {
+        const int64_t i02 = h % a->ne[2], i03 = h / a->ne[2];
+        abase[h] = (const char *) a->data + i02 * a->nb[2] + i03 * a->nb[3];
+        for (int64_t g = 0; g < group; ++g) {
+            const int64_t i1 = g % ne11, i2 = i02 * r2 + (g / ne11) % r2, i3 = i03 * r3 + g / (ne11 * r2);
+            brows[h * group + g] = bw + (i1 + ne11 * (i2 + ne12 * i3)) * K;
+            dbase[h * group + g] = (char *) node->data + i1 * node->nb[1] + i2 * node->nb[2] + i3 * node->nb[3];
+        }
+    }
+    const int64_t i0a = ne01 * ith / nth, i0b = ne01 * (ith + 1) / nth;
+    const size_t nb0 = node->nb[0], anb1 = a->nb[1];
+    float res[F16_MAX_B];
+    // KQ (a head's row within a position's cache row): positions outer, so a thread streams whole cache rows;
+    // KQV (V^T: a head's channels are long rows): heads outer, so the head's rows of b stay in L1
+    const bool pos_outer = a->nb[2] < a->nb[1];
+    for (int64_t g0 = 0; g0 < group; g0 += F16_MAX_B) {
+        const int n = (int) std::min<int64_t>(F16_MAX_B, group - g0);
+        const dot_f16_t dot = pick_f16(isa, n);
+        const size_t rowbytes = (size_t) K * 2;
+        auto prefetch = [&](int64_t i, int64_t h) {
+            const char * q = abase[h] + i * anb1;
+            for (size_t o = 0; o < rowbytes; o += 64) _mm_prefetch(q + o, _MM_HINT_T0);
+        };
+        auto one = [&](int64_t i, int64_t h) {
+            dot((const uint16_t *) (abase[h] + i * anb1), brows.data() + h * group + g0, K, res);
+            char * const * d = dbase.data() + h * group + g0;
+            for (int j = 0; j < n; ++j) *(float *) (d[j] + i * nb0) = res[j];
+        };
+        constexpr int64_t PD = 2;   // rows ahead: the hardware prefetchers alone left these loads waiting on DRAM
+        if (pos_outer)
+            for (int64_t i = i0a; i < i0b; ++i) {
+                if (i + PD < i0b) for (int64_t h = 0; h < nh; ++h) prefetch(i + PD, h);
+                for (int64_t h = 0; h < nh; ++h) one(i, h);
+            }
+        else
+            for (int64_t h = 0; h < nh; ++h)
+                for (int64_t i = i0a; i < i0b; ++i) {
+                    if (i + PD < i0b) prefetch(i + PD, h);
+                    one(i, h);
+                }
+    }
+}
+
+// exp(x) for x <= 0 (x - max of a softmax row): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, e^r by its
+// degree-6 Taylor polynomial (relative error about 1e-7, like expf's ulp), times 2^n; 0 below -87 (-inf too)
+__attribute__((target("avx512f")))
+inline __m512 exp_neg_avx512(__m512 x) {
+    const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
+    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_maskz_mov_ps((__mmask16) ~tiny, _mm512_scalef_ps(p, n));
+}
+
+__attribute__((target("avx2,fma")))
+inline __m256 exp_neg_avx2(__m256 x) {
+    const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
+    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 720);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_andnot_ps(tiny, _mm256_mul_ps(p, _mm256_castsi256_ps(e)));
+}
+
+// one softmax row in place: y = x * scale + mask, then exp(y - max) / sum (sum in double, as ggml)
+__attribute__((target("avx512f")))
+void soft_max_row_avx512(const float * x, const float * mk, float * y, int64_t n, float scale) {
+    __m512 vmax = _mm512_set1_ps(-INFINITY);
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        __m512 v = _mm512_mul_ps(_mm512_loadu_ps(x + k), _mm512_set1_ps(scale));
+        if (mk) v = _mm512_add_ps(v, _mm512_loadu_ps(mk + k));
+        _mm512_storeu_ps(y + k, v);
+        vmax = _mm512_max_ps(vmax, v);
+    }
+    float mx = _mm512_reduce_max_ps(vmax);
+    for (; k < n; ++k) {
+        y[k] = x[k] * scale + (mk ? mk[k] : 0.0f);
+        mx = std::max(mx, y[k]);
+    }
+    double sum = 0.0;
+    __m512 vsum = _mm512_setzero_ps();
+    k = 0;
+    for (; k + 16 <= n; k += 16) {
+        const __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(y + k), _mm512_set1_ps(mx)));
+        _mm512_storeu_ps(y + k, e);
+        vsum = _mm512_add_ps(vsum, e);
+    }
+    sum += _mm512_reduce_add_ps(vsum);
+    for (; k < n; ++k) {
+        y[k] = y[k] == -INFINITY ? 0.0f : expf(y[k] - mx);
+        sum += y[k];
+    }
+    const float inv = sum > 0.0 ? (float) (1.0 / sum) : 0.0f;
+    for (k = 0; k + 16 <= n; k += 16) _mm512_storeu_ps(y + k, _mm512_mul_ps(_mm512_loadu_ps(y + k), _mm512_set1_ps(inv)));
+    for (; k < n; ++k) y[k] *= inv;
+}
+
+__attribute__((target("avx2,fma")))
+void soft_max_row_avx2(const float * x, const float * mk, float * y, int64_t n, float scale) {
+    __m256 vmax = _mm256_set1_ps(-INFINITY);
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        __m256 v = _mm256_mul_ps(_mm256_loadu_ps(x + k), _mm256_set1_ps(scale));
+        if (mk) v = _mm256_add_ps(v, _mm256_loadu_ps(mk + k));
+        _mm256_storeu_ps(y + k, v);
+        vmax = _mm256_max_ps(vmax, v);
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, vmax);
+    float mx = -INFINITY;
+    for (float l : lanes) mx = std::max(mx, l);
+    for (; k < n; ++k) {
+        y[k] = x[k] * scale + (mk ? mk[k] : 0.0f);
+        mx = std::max(mx, y[k]);
+    }
+    double sum = 0.0;
+    __m256 vsum = _mm256_setzero_ps();
+    k = 0;
+    for (; k + 8 <= n; k += 8) {
+        const __m256 e = exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(y + k), _mm256_set1_ps(mx)));
+        _mm256_storeu_ps(y + k, e);
+        vsum = _mm256_add_ps(vsum, e);
+    }
+    _mm256_storeu_ps(lanes, vsum);
+    for (float l : lanes) sum += l;
+    for (; k < n; ++k) {
+        y[k] = y[k] == -INFINITY ? 0.0f : expf(y[k] - mx);
+        sum += y[k];
+    }
+    const float inv = sum > 0.0 ? (float) (1.0 / sum) : 0.0f;
+    for (k = 0; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, _mm256_mul_ps(_mm256_loadu_ps(y + k), _mm256_set1_ps(inv)));
+    for (; k < n; ++k) y[k] *= inv;
+}
+
+void run_soft_max(const ggml_tensor * node, int isa, int ith, int nth) {
+    const ggml_tensor * a = node->src[0];
+    const ggml_tensor * m = node->src[1];
+    float scale;
+    memcpy(&scale, node->op_params, sizeof(float));
+    const int64_t n = a->ne[0], rows = n_rows(a);
+    for (int64_t r = ith; r < rows; r += nth) {
+        const int64_t i1 = r % a->ne[1], i2 = (r / a->ne[1]) % a->ne[2], i3 = r / (a->ne[1] * a->ne[2]);
+        const float * mk = m ? row_ptr(m, i1, i2 % m->ne[2], i3 % m->ne[3]) : nullptr;
+        if (isa == ISA_AVX512VNNI)
+            soft_max_row_avx512(row_ptr(a, i1, i2, i3), mk, row_ptr(node, i1, i2, i3), n, scale);
+        else
+            soft_max_row_avx2(row_ptr(a, i1, i2, i3), mk, row_ptr(node, i1, i2, i3), n, scale);
+    }
+}
+
+// CONT: the elements of a (any strides) in its logical order into the contiguous node (any shape of the
+// same element count, as ggml_cont_2d makes)
+void run_cont(const ggml_tensor * node, int ith, int nth) {
+    const ggml_tensor * a = node->src[0];
+    const int64_t rows = n_rows(a), n = a->ne[0];
+    float * y = (float *) node->data;
+    for (int64_t r = ith; r < rows; r += nth) {
+        const int64_t i1 = r % a->ne[1], i2 = (r / a->ne[1]) % a->ne[2], i3 = r / (a->ne[1] * a->ne[2]);
+        const char * x = (const char *) a->data + i1 * a->nb[1] + i2 * a->nb[2] + i3 * a->nb[3];
+        for (int64_t k = 0; k < n; ++k) y[r * n + k] = *(const float *) (x + k * a->nb[0]);
+    }
+}
+
 const char * backend_get_name(ggml_backend_t) { return "ASRGGUF"; }
 
 void backend_free(ggml_backend_t backend) {
@@ -482,13 +825,15 @@ enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggml_cgrap
         switch (node->op) {
             case GGML_OP_MUL_MAT:
                 nodes.push_back(node);
-                wsize = std::max(wsize, work_size(node));
+                wsize = std::max(wsize, node->src[0]->type == GGML_TYPE_F16 ? f16_work_size(node) : work_size(node));
                 n_mm++;
                 break;
             case GGML_OP_RMS_NORM:
             case GGML_OP_MUL:
             case GGML_OP_ADD:
             case GGML_OP_GLU:
+            case GGML_OP_SOFT_MAX:
+            case GGML_OP_CONT:
                 nodes.push_back(node);
                 break;
             case GGML_OP_NONE:
@@ -515,13 +860,20 @@ enum ggml_status backend_graph_compute(ggml_backend_t backend, struct ggml_cgrap
             ggml_tensor * node = nodes[i];
             // products of the same activations one after the other (K and V, gate and up): quantized once,
             // and independent of each other; anything else waits for the nodes before it
-            const bool shared = i > 0 && node->op == GGML_OP_MUL_MAT && nodes[i - 1]->op == GGML_OP_MUL_MAT &&
-                                nodes[i - 1]->src[1] == node->src[1];
+            const bool q8 = node->op == GGML_OP_MUL_MAT && node->src[0]->type != GGML_TYPE_F16;
+            const bool shared = i > 0 && q8 && nodes[i - 1]->op == GGML_OP_MUL_MAT &&
+                                nodes[i - 1]->src[0]->type != GGML_TYPE_F16 && nodes[i - 1]->src[1] == node->src[1];
             if (i > 0 && !shared && nt > 1) {
 #pragma omp barrier
             }
-            if (node->op == GGML_OP_MUL_MAT)
+            if (q8)
                 run_mul_mat(node, work, isa, ith, nt, !shared);
+            else if (node->op == GGML_OP_MUL_MAT)
+                run_mul_mat_f16(node, work, isa, ith, nt);
+            else if (node->op == GGML_OP_SOFT_MAX)
+                run_soft_max(node, isa, ith, nt);
+            else if (node->op == GGML_OP_CONT)
+                run_cont(node, ith, nt);
             else
                 run_elementwise(node, ith, nt);
         }
@@ -634,9 +986,13 @@ const ggml_backend_buffer_i buf_iface = {
 const char * buft_get_name(ggml_backend_buffer_type_t) { return "ASRGGUF"; }
 
 ggml_backend_buffer_t buft_alloc(ggml_backend_buffer_type_t buft, size_t size) {
-    const size_t n = ((size ? size : 1) + 63) / 64 * 64;
-    void * p = aligned_alloc(64, n);
+    // 2 MiB aligned and advised as transparent huge pages (THP is often "madvise" only): a decode step streams
+    // every weight once, and 4 KiB pages cost a TLB miss each 4 KiB
+    constexpr size_t HP = 2u << 20;
+    const size_t n = ((size ? size : 1) + HP - 1) / HP * HP;
+    void * p = aligned_alloc(HP, n);
     if (!p) return nullptr;
+    madvise(p, n, MADV_HUGEPAGE);
     Buf * b = new (std::nothrow) Buf{(uint8_t *) p, size};
     if (!b) {
         free(p);
@@ -711,7 +1067,9 @@ bool dev_supports_op(ggml_backend_dev_t, const struct ggml_tensor * op) {
             const ggml_tensor * t = op->src[i];
             if (t && t->data == nullptr && t->buffer && is_my_buft(t->buffer->buft)) return false;
         }
-    if (op->op == GGML_OP_MUL_MAT) return supported_mul_mat(op);
+    if (op->op == GGML_OP_MUL_MAT) return supported_mul_mat(op) || (G().attention && supported_f16_mul_mat(op));
+    if (op->op == GGML_OP_SOFT_MAX) return G().attention && supported_soft_max(op);
+    if (op->op == GGML_OP_CONT) return G().attention && supported_cont(op);
     return G().elementwise && supported_elementwise(op);
 }
 

@@ -68,7 +68,9 @@ def test_native_takes_the_q8_0_products(q8_runs):
     assert ref["native"] == {"used": False, "reason": "off"}
     # tiny checkpoint: 2 layers x 7 products + the output matrix, all q8_0
     assert nat["native"]["used"] is True and nat["native"]["weights"] == 15, nat
-    assert nat["stats"]["products"] > 0
+    # products computed: the prefill's 15, then per decode step the 15 and each layer's KQ and KQV over the
+    # f16 KV cache (the decode attention; prefill attention stays with llama.cpp's CPU backend)
+    assert nat["stats"]["products"] == 15 + 6 * (15 + 2 * 2), nat["stats"]
     from asrgguf import native
     import llama_cpp  # noqa: F401
 
@@ -132,6 +134,13 @@ def _ggml():
         (base, "ggml_free"): (None, [P]),
         (base, "ggml_new_tensor_2d"): (P, [P, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]),
         (base, "ggml_mul_mat"): (P, [P, P, P]),
+        (base, "ggml_new_tensor_3d"): (P, [P, ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64]),
+        (base, "ggml_view_3d"): (P, [P, P, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_size_t,
+                                     ctypes.c_size_t, ctypes.c_size_t]),
+        (base, "ggml_permute"): (P, [P, P, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int]),
+        (base, "ggml_soft_max_ext"): (P, [P, P, P, ctypes.c_float, ctypes.c_float]),
+        (base, "ggml_cont_2d"): (P, [P, P, ctypes.c_int64, ctypes.c_int64]),
+        (base, "ggml_backend_dev_supports_op"): (ctypes.c_bool, [P, P]),
         (base, "ggml_new_graph"): (P, [P]),
         (base, "ggml_build_forward_expand"): (None, [P, P]),
         (base, "ggml_backend_alloc_ctx_tensors_from_buft"): (P, [P, P]),
@@ -214,6 +223,117 @@ def test_native_real_shape_product_matches_ggml_cpu(native_lib, K, M):
                 got = _product(base, nat, base.ggml_backend_dev_buffer_type(dev), cpu_buft, wq, K, M, x)
                 err = rel_l2(got, ref)
                 assert err < 1e-5, f"isa {isa}, n={n}: relative L2 error {err:.2e} vs ggml's CPU q8_0 product"
+    finally:
+        lib.asrgguf_native_set_isa(lib.asrgguf_native_detected_isa())
+        base.ggml_backend_free(nat)
+        base.ggml_backend_free(ref_be)
+
+
+def _native_backend(base, native_lib):
+    lib = ctypes.CDLL(str(native_lib))   # its ggml_backend_init, not registered with llama.cpp's registry
+    lib.ggml_backend_init.restype = ctypes.c_void_p
+    lib.asrgguf_native_set_isa.restype = ctypes.c_int
+    lib.asrgguf_native_detected_isa.restype = ctypes.c_int
+    dev = base.ggml_backend_reg_dev_get(lib.ggml_backend_init(), 0)
+    return lib, dev, base.ggml_backend_dev_init(dev, None)
+
+
+def _attention(base, backend, buft, q, kc, vc, mask, scale, dev=None):
+    """llama.cpp's decode attention without flash attention (llm_graph_context::build_attn_mha) over an f16
+    KV cache as llama.cpp keeps it: K rows per position (all KV heads), V transposed (a row per channel).
+    q (n_tokens, n_head, hd); kc (kv_size, n_kv_head * hd) f16; vc (n_kv_head * hd, kv_size) f16; mask
+    (n_tokens, n_kv). Returns the CONT'ed output (n_tokens, n_head * hd), and with dev, whether the device
+    supports each of KQ, softmax, KQV and CONT."""
+    F32, F16 = 0, 1
+    nt, nh, hd = q.shape
+    kv_size, nkv = kc.shape[0], kc.shape[1] // hd
+    n_kv = mask.shape[1]
+    ctx = base.ggml_init(_InitParams(1 << 20, None, True))
+    try:
+        K = base.ggml_new_tensor_2d(ctx, F16, nkv * hd, kv_size)
+        V = base.ggml_new_tensor_2d(ctx, F16, kv_size, nkv * hd)
+        Q = base.ggml_new_tensor_3d(ctx, F32, hd, nh, nt)
+        M = base.ggml_new_tensor_2d(ctx, F32, n_kv, nt)
+        k = base.ggml_permute(ctx, base.ggml_view_3d(ctx, K, hd, nkv, n_kv, hd * 2, nkv * hd * 2, 0), 0, 2, 1, 3)
+        kq = base.ggml_mul_mat(ctx, k, base.ggml_permute(ctx, Q, 0, 2, 1, 3))
+        sm = base.ggml_soft_max_ext(ctx, kq, M, scale, 0.0)
+        v = base.ggml_permute(ctx, base.ggml_view_3d(ctx, V, n_kv, nkv, hd, kv_size * hd * 2, kv_size * 2, 0),
+                              0, 2, 1, 3)
+        kqv = base.ggml_mul_mat(ctx, v, sm)
+        out = base.ggml_cont_2d(ctx, base.ggml_permute(ctx, kqv, 0, 2, 1, 3), hd * nh, nt)
+        gf = base.ggml_new_graph(ctx)
+        base.ggml_build_forward_expand(gf, out)
+        buf = base.ggml_backend_alloc_ctx_tensors_from_buft(ctx, buft)
+        for t, a in ((K, kc), (V, vc), (Q, q), (M, mask)):
+            a = np.ascontiguousarray(a)
+            base.ggml_backend_tensor_set(t, a.ctypes.data, 0, a.nbytes)
+        supported = [base.ggml_backend_dev_supports_op(dev, t) for t in (kq, sm, kqv, out)] if dev else None
+        res = np.zeros((nt, nh * hd), np.float32)
+        if backend is not None:
+            assert base.ggml_backend_graph_compute(backend, gf) == 0
+            base.ggml_backend_tensor_get(out, res.ctypes.data, 0, res.nbytes)
+        base.ggml_backend_buffer_free(buf)
+        return res, supported
+    finally:
+        base.ggml_free(ctx)
+
+
+def _attention_f64(q, kc, vc, mask, scale):
+    """ggml's arithmetic for that graph in float64: q rounded to f16 (ggml's vec_dot type for an f16 K),
+    softmax of KQ * scale + mask, probabilities rounded to f16 for the product with V."""
+    nt, nh, hd = q.shape
+    nkv, n_kv = kc.shape[1] // hd, mask.shape[1]
+    qh = q.astype(np.float16).astype(np.float64)
+    k = kc[:n_kv].astype(np.float64).reshape(n_kv, nkv, hd)
+    v = vc[:, :n_kv].astype(np.float64).reshape(nkv, hd, n_kv)
+    out = np.zeros((nt, nh, hd))
+    for t in range(nt):
+        for h in range(nh):
+            g = h // (nh // nkv)
+            s = k[:, g, :] @ qh[t, h] * scale + mask[t]
+            p = np.exp(s - s.max())
+            out[t, h] = v[g] @ (p / p.sum()).astype(np.float16).astype(np.float64)
+    return out.reshape(nt, nh * hd)
+
+
+@pytest.mark.parametrize("nt,nh,nkv,hd,kv_size,n_kv,n_valid", [
+    (1, 16, 8, 128, 1280, 1024, 900),   # a 0.6B / 1.7B decode step (GQA 2:1) late in a 60-s piece
+    (3, 4, 2, 64, 256, 250, 240),       # several tokens, lengths that are not a multiple of the vector width
+])
+def test_native_decode_attention_matches_ggml_cpu(native_lib, nt, nh, nkv, hd, kv_size, n_kv, n_valid):
+    """The decode attention the backend takes (KQ over the f16 K cache, masked softmax, KQV over the V^T
+    cache, CONT) against the same arithmetic in float64 and against ggml's CPU backend on the same graph and
+    buffers, both ISA paths. (On the second shape ggml's own CPU ops are 2e-5 from the float64 result, the
+    backend 1e-7.)"""
+    base, cpu = _ggml()
+    lib, dev, nat = _native_backend(base, native_lib)
+    ref_be = cpu.ggml_backend_cpu_init()
+    cpu.ggml_backend_cpu_set_n_threads(ref_be, 2)
+    cpu_buft = cpu.ggml_backend_cpu_buffer_type()
+    rng = np.random.default_rng(hd + nt)
+    q = rng.standard_normal((nt, nh, hd)).astype(np.float32)
+    kc = rng.standard_normal((kv_size, nkv * hd)).astype(np.float16)
+    vc = rng.standard_normal((nkv * hd, kv_size)).astype(np.float16)
+    mask = np.zeros((nt, n_kv), np.float32)
+    for t in range(nt):   # causal: token t of the batch sees the positions before n_valid - (nt - 1 - t)
+        mask[t, n_valid - (nt - 1 - t):] = -np.inf
+    scale = np.float32(1.0 / np.sqrt(hd))
+    exact = _attention_f64(q, kc, vc, mask, scale)
+    isas = [2, 1] if lib.asrgguf_native_detected_isa() == 2 else [1]
+    try:
+        ref, _ = _attention(base, ref_be, cpu_buft, q, kc, vc, mask, scale)
+        assert rel_l2(ref, exact) < 1e-4   # ggml's own CPU ops against the same arithmetic in float64
+        for isa in isas:
+            assert lib.asrgguf_native_set_isa(isa) == isa
+            got, supported = _attention(base, nat, cpu_buft, q, kc, vc, mask, scale, dev)
+            assert supported == [True, True, True, True]
+            err, err_ggml = rel_l2(got, exact), rel_l2(got, ref)
+            assert err < 1e-5, f"isa {isa}: relative L2 error {err:.2e} vs the float64 attention"
+            assert err_ggml < 1e-4, f"isa {isa}: relative L2 error {err_ggml:.2e} vs ggml's CPU attention"
+        # a prefill batch (256 tokens) stays with llama.cpp's CPU backend: none of its attention ops is taken
+        q256 = rng.standard_normal((256, nh, hd)).astype(np.float32)
+        _, supported = _attention(base, None, cpu_buft, q256, kc, vc, np.zeros((256, n_kv), np.float32), scale, dev)
+        assert supported == [False, False, False, False]
     finally:
         lib.asrgguf_native_set_isa(lib.asrgguf_native_detected_isa())
         base.ggml_backend_free(nat)
