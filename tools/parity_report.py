@@ -8,6 +8,7 @@ reports: log-mel and encoder relative error (f32), decoder logit relative error 
 mask applied to every layer (windowed, as in training).
 
     python tools/parity_report.py --workdir /tmp/parity --markdown /tmp/parity-table.md   # the table of docs/parity.md
+    python tools/parity_report.py --workdir /tmp/parity --bf16-encoder   # beside it: a bfloat16 encoder's columns
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -36,6 +38,8 @@ def main(argv=None) -> int:
     ap.add_argument("--workdir", type=Path, required=True)
     ap.add_argument("--markdown", type=Path)
     ap.add_argument("--tokens", type=int, default=64)
+    ap.add_argument("--bf16-encoder", action="store_true",
+                    help="also the encoder in bfloat16 (--dtype bfloat16): its error and token columns beside f32's")
     a = ap.parse_args(argv)
 
     from random_checkpoint import write_checkpoint
@@ -56,8 +60,10 @@ def main(argv=None) -> int:
         subprocess.run(["espeak-ng", "-s", str(speed), "-w", str(p), text], check=True)
         clips[name] = p
     cks = {"GQA, untied head": dict(seed=0, mha=False, tied=False), "MHA, tied head": dict(seed=1, mha=True, tied=True)}
+    bf = a.bf16_encoder
     lines = ["| checkpoint | clip | log-mel rel. err | encoder rel. err (f32) | decoder | logit rel. err | "
-             "tokens equal to official (prefix) |", "|---|---|---:|---:|---|---:|---:|"]
+             "tokens equal to official (prefix) |" + (" encoder rel. err (bf16) | tokens, bf16 encoder |" if bf else ""),
+             "|---|---|---:|---:|---|---:|---:|" + ("---:|---:|" if bf else "")]
     for ck_name, kw in cks.items():
         ck = w / ck_name.split(",")[0].lower()
         if not (ck / "config.json").exists():
@@ -74,20 +80,25 @@ def main(argv=None) -> int:
             logit_err[t] = rel(np.stack([d.logits(i).copy() for i in range(len(ids))]), ref_logits)
             d.close()
         enc = load_from_gguf(pairs["f32"][1])
+        enc_bf = load_from_gguf(pairs["f32"][1], dtype=torch.bfloat16) if bf else None
         for clip_name, path in clips.items():
             wav = official_wav(str(path))
             feats = LogMel()(wav)
             mel_err = rel(feats.numpy(), official_features(model, wav))
-            enc_err = rel(enc(feats).numpy(), official_encoder(model, wav))
+            ref_enc = official_encoder(model, wav)
+            enc_err = rel(enc(feats).numpy(), ref_enc)
+            enc_err_bf = rel(enc_bf(feats).float().numpy(), ref_enc) if bf else None
             ref = official_tokens(model, wav, max_new_tokens=a.tokens)
             for t, (dec_path, mm) in pairs.items():
-                tr = Transcriber.from_gguf(dec_path, pairs["f32"][1], max_new_tokens=a.tokens)
-                got = tr.transcribe(str(path), repetition_guard=False).token_ids
-                tr.close()
-                same = next((i for i, (x, y) in enumerate(zip(got, ref)) if x != y), min(len(got), len(ref)))
-                full = "identical" if got == ref else f"{same} of {len(ref)}"
+                agree = []
+                for dtype in ("float32", "bfloat16") if bf else ("float32",):
+                    with Transcriber.from_gguf(dec_path, pairs["f32"][1], max_new_tokens=a.tokens, device="cpu",
+                                               dtype=dtype) as tr:
+                        got = tr.transcribe(str(path), repetition_guard=False).token_ids
+                    same = next((i for i, (x, y) in enumerate(zip(got, ref)) if x != y), min(len(got), len(ref)))
+                    agree.append("identical" if got == ref else f"{same} of {len(ref)}")
                 lines.append(f"| {ck_name} | {clip_name} | {mel_err:.1e} | {enc_err:.1e} | {t} | {logit_err[t]:.1e} | "
-                             f"{full} |")
+                             f"{agree[0]} |" + (f" {enc_err_bf:.1e} | {agree[1]} |" if bf else ""))
                 print(lines[-1], flush=True)
     text = "\n".join(lines) + "\n"
     if a.markdown:
