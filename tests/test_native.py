@@ -340,6 +340,36 @@ def test_native_decode_attention_matches_ggml_cpu(native_lib, nt, nh, nkv, hd, k
         base.ggml_backend_free(ref_be)
 
 
+_PARALLEL_SCRIPT = r"""
+import json, sys
+from asrgguf import Transcriber, native
+with Transcriber.from_gguf(sys.argv[1], threads=2) as t:
+    kw = dict(max_new_tokens=24, piece_seconds=10.0)
+    s0 = native.stats()["products"]
+    together = t.transcribe(sys.argv[2], parallel=3, **kw)
+    s1 = native.stats()["products"]
+    alone = t.transcribe(sys.argv[2], parallel=1, **kw)
+    print(json.dumps({"native": t.model_info["native"], "together": [s.token_ids for s in together.segments],
+                      "alone": [s.token_ids for s in alone.segments], "products_together": s1 - s0}))
+"""
+
+
+def test_native_parallel_sequences_equal_each_alone(ck_gqa, gguf_pair, native_lib, real_files):
+    """Pieces decoded as 3 parallel sequences of one context (3 KV streams: the decode attention over 3
+    streams, products of 3 columns) give each piece exactly the ids it gets alone: the backend computes
+    every column and every stream in the same order whatever the batch."""
+    dec, mm = gguf_pair(ck_gqa, "q8_0")
+    e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
+    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    r = subprocess.run([sys.executable, "-c", _PARALLEL_SCRIPT, str(dec), str(real_files["flac44"])],
+                       capture_output=True, text=True, env=e, cwd=ROOT)
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["native"]["used"] is True, got["native"]
+    assert len(got["alone"]) > 3 and got["products_together"] > 0
+    assert got["together"] == got["alone"]
+
+
 def test_native_cli_json_says_whether_it_was_used(native_lib):
     """The packaged demo model is q8_0: the json `model.native` says the backend was used, and
     --no-native gives llama.cpp's own products with the same transcript."""

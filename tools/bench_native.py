@@ -91,7 +91,8 @@ def main() -> None:
     wbytes = info["weight_mib"] * 2**20
     m = med[True]
     print(f"  native products: {info['weights']} q8_0 weights, {info['weight_mib']} MiB; decode {m['ms_token_in_native']:.2f} "
-          f"ms/token inside the backend = {wbytes / m['ms_token_in_native'] / 1e6:.1f} GB/s of weights; "
+          f"ms/token inside the backend (the products, the ops between them and the decode attention; the "
+          f"weights alone are {wbytes / m['ms_token_in_native'] / 1e6:.1f} GB/s of that time); "
           f"{m['splits_token']:.0f} backend splits/token; prefill {m['prefill_in_native']:.3f} s inside the backend")
     if a.probe:
         p = native.probe_machine(a.threads)
