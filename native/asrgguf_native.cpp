@@ -22,9 +22,10 @@
 //
 // Besides the products it takes the f32 norms, adds and SwiGLU between them, and a decode step's
 // attention over llama.cpp's f16 KV cache (KQ, masked softmax, KQV, CONT), so a layer needs fewer graph
-// splits and each KV head is read once for the query heads that share it. Threads: OpenMP, the same libgomp pool that
-// llama.cpp's CPU backend uses (persistent, already spinning between graph splits), one parallel
-// region per graph split (all the products of the split, barriers between them).
+// splits and each KV head is read once for the query heads that share it.
+//
+// Threads: OpenMP, the same libgomp pool that llama.cpp's CPU backend uses (persistent, already spinning
+// between graph splits), one parallel region per graph split (its nodes in order, barriers between them).
 
 #include "ggml.h"
 #include "ggml-backend.h"

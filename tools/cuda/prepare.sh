@@ -4,7 +4,7 @@
 # lacks (the official qwen-asr among them, with the transformers it pins), a 0.6B skeleton checkpoint
 # (config + tokenizer; the weights are drawn there), 60 s of speech, and the demo model's references made
 # here (official qwen-asr float32 ids, asrgguf's CPU ids and word times). Then, through the device tool:
-#   run(command="bash tools/cuda/check.sh", carry=[".dev/gpu"], timeout_s=540)
+#   run(command="bash tools/cuda/check.sh", carry=[".dev/gpu"], timeout_s=570)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 G=.dev/gpu
