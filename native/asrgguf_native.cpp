@@ -626,9 +626,12 @@ void run_mul_mat_f16(const ggml_tensor * node, uint8_t * work, int isa, int ith,
     }
     const int64_t group = r2 * r3 * ne11;   // rows of b per row of a
     // per head h = i02 + ne02 * i03: a's offset, the rows of b and the dst bases (i0 = 0)
-    std::vector<const float *> brows(nh * group);
-    std::vector<char *> dbase(nh * group);
-    std::vector<const char *> abase(nh);
+    thread_local std::vector<const float *> brows;   // reused from call to call: no allocation per product
+    thread_local std::vector<char *> dbase;
+    thread_local std::vector<const char *> abase;
+    brows.resize(nh * group);
+    dbase.resize(nh * group);
+    abase.resize(nh);
     for (int64_t h = 0; h < nh; ++h) {
         const int64_t i02 = h % a->ne[2], i03 = h / a->ne[2];
         abase[h] = (const char *) a->data + i02 * a->nb[2] + i03 * a->nb[3];
@@ -673,11 +676,12 @@ void run_mul_mat_f16(const ggml_tensor * node, uint8_t * work, int isa, int ith,
 }
 
 // exp(x) for x <= 0 (x - max of a softmax row): Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, e^r by its
-// degree-6 Taylor polynomial (relative error about 1e-7, like expf's ulp), times 2^n; 0 below -87 (-inf too)
+// degree-6 Taylor polynomial (relative error about 1e-7, like expf's ulp), times 2^n; 0 below -87 (-inf
+// too); NaN stays NaN (a row that is all -inf gives NaN, as ggml's softmax)
 __attribute__((target("avx512f")))
 inline __m512 exp_neg_avx512(__m512 x) {
     const __mmask16 tiny = _mm512_cmp_ps_mask(x, _mm512_set1_ps(-87.0f), _CMP_LT_OQ);
-    x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+    x = _mm512_max_ps(_mm512_set1_ps(-87.0f), x);   // (max returns its second operand for a NaN)
     const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
     r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187e-06f), r);
@@ -694,7 +698,7 @@ inline __m512 exp_neg_avx512(__m512 x) {
 __attribute__((target("avx2,fma")))
 inline __m256 exp_neg_avx2(__m256 x) {
     const __m256 tiny = _mm256_cmp_ps(x, _mm256_set1_ps(-87.0f), _CMP_LT_OQ);
-    x = _mm256_max_ps(x, _mm256_set1_ps(-87.0f));
+    x = _mm256_max_ps(_mm256_set1_ps(-87.0f), x);
     const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
@@ -726,19 +730,17 @@ void soft_max_row_avx512(const float * x, const float * mk, float * y, int64_t n
         mx = std::max(mx, y[k]);
     }
     double sum = 0.0;
-    __m512 vsum = _mm512_setzero_ps();
     k = 0;
     for (; k + 16 <= n; k += 16) {
         const __m512 e = exp_neg_avx512(_mm512_sub_ps(_mm512_loadu_ps(y + k), _mm512_set1_ps(mx)));
         _mm512_storeu_ps(y + k, e);
-        vsum = _mm512_add_ps(vsum, e);
+        sum += (double) _mm512_reduce_add_ps(e);   // each vector's sum into the double, as ggml's
     }
-    sum += _mm512_reduce_add_ps(vsum);
     for (; k < n; ++k) {
-        y[k] = y[k] == -INFINITY ? 0.0f : expf(y[k] - mx);
+        y[k] = expf(y[k] - mx);
         sum += y[k];
     }
-    const float inv = sum > 0.0 ? (float) (1.0 / sum) : 0.0f;
+    const float inv = (float) (1.0 / sum);
     for (k = 0; k + 16 <= n; k += 16) _mm512_storeu_ps(y + k, _mm512_mul_ps(_mm512_loadu_ps(y + k), _mm512_set1_ps(inv)));
     for (; k < n; ++k) y[k] *= inv;
 }
@@ -762,20 +764,19 @@ void soft_max_row_avx2(const float * x, const float * mk, float * y, int64_t n, 
         mx = std::max(mx, y[k]);
     }
     double sum = 0.0;
-    __m256 vsum = _mm256_setzero_ps();
     k = 0;
     for (; k + 8 <= n; k += 8) {
         const __m256 e = exp_neg_avx2(_mm256_sub_ps(_mm256_loadu_ps(y + k), _mm256_set1_ps(mx)));
         _mm256_storeu_ps(y + k, e);
-        vsum = _mm256_add_ps(vsum, e);
+        __m128 s4 = _mm_add_ps(_mm256_extractf128_ps(e, 1), _mm256_castps256_ps128(e));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        sum += (double) _mm_cvtss_f32(_mm_add_ss(s4, _mm_movehdup_ps(s4)));
     }
-    _mm256_storeu_ps(lanes, vsum);
-    for (float l : lanes) sum += l;
     for (; k < n; ++k) {
-        y[k] = y[k] == -INFINITY ? 0.0f : expf(y[k] - mx);
+        y[k] = expf(y[k] - mx);
         sum += y[k];
     }
-    const float inv = sum > 0.0 ? (float) (1.0 / sum) : 0.0f;
+    const float inv = (float) (1.0 / sum);
     for (k = 0; k + 8 <= n; k += 8) _mm256_storeu_ps(y + k, _mm256_mul_ps(_mm256_loadu_ps(y + k), _mm256_set1_ps(inv)));
     for (; k < n; ++k) y[k] *= inv;
 }
