@@ -27,6 +27,8 @@ The table has wall time, peak RSS, the contender's own encoder / prefill / decod
 decode tokens/s where it reports them, the word similarity to the official float32 output
 (difflib SequenceMatcher over whitespace words) and the WER against it (jiwer). It is printed as
 Markdown (and written with --markdown) and written as JSON (--json, default WORKDIR/compare.json).
+--probe measures the machine's read bandwidth before each round of runs and records it with them (a VM's
+bandwidth can swing by spells; decode speed follows it).
 """
 from __future__ import annotations
 
@@ -191,6 +193,20 @@ def build_command(name: str, spec: dict, audio: str, model_dir: Path, ggufs: dic
 
 
 # --------------------------------------------------------------------------- running
+def probe_bandwidth(threads: int) -> float | None:
+    """The machine's streaming read bandwidth now (GB/s with `threads` threads, the native backend's own read
+    loop over 640 MiB, in a child process): this VM's bandwidth swings by spells, and a decode that streams
+    near it slows with it. None where the backend is not there."""
+    code = ("import json; import llama_cpp.llama_cpp; from asrgguf import native; native.load(); "
+            f"print(json.dumps(native.probe_machine({threads}).get('read_gbs_{threads}')))")
+    try:
+        out = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO).stdout
+        v = json.loads(out.strip().splitlines()[-1])
+        return round(float(v), 1) if v else None
+    except Exception:
+        return None
+
+
 def parse_json_stdout(path: Path) -> dict | None:
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -307,7 +323,9 @@ def render_markdown(meta: dict, rows: list[dict]) -> str:
                  + (f"{tok} generated tokens per contender (end-of-turn ignored)" if tok else "natural stop")
                  + f"; {meta['threads']} threads; median of {meta['runs']} run(s); {meta['machine']}"
                  + (f"; llama.cpp pipeline flash attention: {meta['mtmd_flash_attn']}" if meta.get("mtmd_flash_attn")
-                    and meta["mtmd_flash_attn"] != "auto" else "") + ".")
+                    and meta["mtmd_flash_attn"] != "auto" else "")
+                 + (f"; read bandwidth before each round: {', '.join(str(x) for x in meta['read_gbs_before_each_round'])}"
+                    f" GB/s" if meta.get("read_gbs_before_each_round") else "") + ".")
     lines.append("")
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "|".join("---" if i < 5 or i == 7 else "---:" for i in range(len(head))) + "|")
@@ -390,6 +408,9 @@ def main(argv=None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="default: WORKDIR/compare.json")
     ap.add_argument("--markdown", type=Path, default=None, help="also write the table here")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per contender run")
+    ap.add_argument("--probe", action="store_true",
+                    help="measure the machine's read bandwidth before each round (recorded with the runs): this "
+                         "VM's bandwidth swings, and decode speed with it")
     ap.add_argument("--mtmd-flash-attn", choices=["auto", "on", "off"], default="auto",
                     help="flash attention in llama.cpp's pipeline (off for a CUDA build made with GGML_CUDA_FA=OFF)")
     a = ap.parse_args(argv)
@@ -435,9 +456,15 @@ def main(argv=None) -> int:
             run_one(n, specs[n], cmds[n], outdir, 0, a.timeout)
 
     all_runs: dict[str, list[dict]] = {n: [] for n in names}
+    probes = []
     for k in range(1, a.runs + 1):  # interleaved, so drift hits every contender alike
+        if a.probe:
+            probes.append(probe_bandwidth(a.threads))
+            log(f"compare: round {k}: machine read bandwidth {probes[-1]} GB/s ({a.threads} threads)")
         for i, n in enumerate(names, 1):
             rec = run_one(n, specs[n], cmds[n], outdir, k, a.timeout)
+            if a.probe:
+                rec["read_gbs_before_round"] = probes[-1]
             all_runs[n].append(rec)
             msg = (f"{rec['wall_s']:.2f} s, {rec['maxrss_mb']:.0f} MB, {rec.get('n_tokens')} tokens"
                    if "error" not in rec else f"FAILED ({rec['error'][:200]})")
@@ -473,6 +500,8 @@ def main(argv=None) -> int:
             "python": sys.version.split()[0], "date": _dt.datetime.now().isoformat(timespec="seconds"),
             "outdir": str(outdir), "ggufs": {k: [str(p) for p in v] for k, v in ggufs.items()},
             "maxrss_note": "os.wait4 ru_maxrss: peak RSS of the process or its largest descendant, not a sum"}
+    if a.probe:
+        meta["read_gbs_before_each_round"] = probes
     md = render_markdown(meta, rows)
     print(md)
     json_path = a.json or workdir / "compare.json"
