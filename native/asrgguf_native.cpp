@@ -511,8 +511,7 @@ bool supported_soft_max(const ggml_tensor * op) {
     memcpy(&max_bias, (const float *) op->op_params + 1, sizeof(float));
     return op->op == GGML_OP_SOFT_MAX && f32_rows(op) && f32_rows(a) && ggml_are_same_shape(op, a) &&
            a->ne[1] <= ATTN_MAX_ROWS && op->src[2] == nullptr && max_bias == 0.0f &&
-           (m == nullptr || (f32_rows(m) && m->ne[0] == a->ne[0] && m->ne[1] >= a->ne[1] && m->ne[2] > 0 &&
-                             m->ne[3] > 0));
+           (m == nullptr || (f32_rows(m) && m->ne[0] == a->ne[0] && m->ne[1] >= a->ne[1]));
 }
 
 bool supported_cont(const ggml_tensor * op) {

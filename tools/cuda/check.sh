@@ -8,6 +8,7 @@
 # times of the demo aligner) and times the 0.6B pair against llama.cpp's pipeline and the official
 # package on the GPU with tools/compare.py. A rerun on a warm machine starts from scratch.
 # Everything lands in $OUT: results.txt as it goes, logs.tar.gz, compare60.md.
+# ONLY_COMPARE=1 skips the demo checks (a rerun for the timing); CMP_END=S ends compare.py S seconds in.
 set -u
 START=$(date +%s); el(){ echo $(( $(date +%s) - START )); }
 G=.dev/gpu; O=/tmp/o; R=$OUT/results.txt
