@@ -14,104 +14,16 @@ applied here to the `<timestamp>` rows only.
 """
 from __future__ import annotations
 
-import lzma
 import time
-import unicodedata
 from pathlib import Path
 
 import numpy as np
 
 from . import gguf_names as names
 from .errors import AsrggufError
-from .languages import normalize_language
-
-# the languages of the published Qwen3-ForcedAligner-0.6B's model card
-ALIGNER_LANGUAGES = ("Chinese", "English", "Cantonese", "French", "German", "Italian", "Japanese", "Korean",
-                     "Portuguese", "Russian", "Spanish")
-MAX_ALIGN_SECONDS = 180.0   # the official MAX_FORCE_ALIGN_INPUT_SECONDS
-_KO_WORDS = Path(__file__).resolve().parent / "data" / "korean_words.txt.xz"   # the official word list
-
-
-def aligner_language(value) -> str:
-    """A language name or code the aligner supports -> its canonical name; else a one-line error."""
-    name = normalize_language(value)
-    if name is None:
-        raise AsrggufError("alignment needs the language of the text (--language; one of "
-                           f"{', '.join(ALIGNER_LANGUAGES)})")
-    if name not in ALIGNER_LANGUAGES:
-        raise AsrggufError(f"the aligner does not support {name} (it supports {', '.join(ALIGNER_LANGUAGES)})")
-    return name
-
-
-# --- text units (the official encode_timestamp's rules)
-
-def _kept(ch: str) -> bool:
-    return ch == "'" or unicodedata.category(ch)[0] in "LN"
-
-
-def _clean(word: str) -> str:
-    return "".join(ch for ch in word if _kept(ch))
-
-
-def _is_cjk(ch: str) -> bool:
-    c = ord(ch)
-    return (0x4E00 <= c <= 0x9FFF or 0x3400 <= c <= 0x4DBF or 0x20000 <= c <= 0x2A6DF or 0x2A700 <= c <= 0x2B73F
-            or 0x2B740 <= c <= 0x2B81F or 0x2B820 <= c <= 0x2CEAF or 0xF900 <= c <= 0xFAFF)
-
-
-def _split_cjk(word: str) -> list[str]:
-    """Every CJK ideograph its own unit; the runs of other characters between them kept together."""
-    out, run = [], ""
-    for ch in word:
-        if _is_cjk(ch):
-            if run:
-                out.append(run)
-                run = ""
-            out.append(ch)
-        else:
-            run += ch
-    if run:
-        out.append(run)
-    return out
-
-
-_KO_TOKENIZER = None
-
-
-def _japanese_words(text: str) -> list[str]:
-    try:
-        import nagisa
-    except ImportError:
-        raise AsrggufError("Japanese alignment needs the nagisa word splitter: pip install 'asrgguf[align-ja]'") from None
-    return list(nagisa.tagging(text).words)
-
-
-def _korean_words(text: str) -> list[str]:
-    global _KO_TOKENIZER
-    if _KO_TOKENIZER is None:
-        try:
-            from soynlp.tokenizer import LTokenizer
-        except ImportError:
-            raise AsrggufError("Korean alignment needs the soynlp word splitter: pip install 'asrgguf[align-ko]'") from None
-        words = lzma.decompress(_KO_WORDS.read_bytes()).decode("utf-8").split()
-        _KO_TOKENIZER = LTokenizer(scores={w: 1.0 for w in words})
-    return list(_KO_TOKENIZER.tokenize(text))
-
-
-def split_units(text: str, language: str) -> list[str]:
-    """The transcript as alignment units: Chinese (and any CJK ideograph) per character, Japanese and
-    Korean by word splitters, other languages by whitespace; only letters, digits and apostrophes kept."""
-    lang = (language or "").lower()
-    if lang == "japanese":
-        return [w for w in (_clean(x) for x in _japanese_words(text)) if w]
-    if lang == "korean":
-        return [w for w in (_clean(x) for x in _korean_words(text)) if w]
-    units: list[str] = []
-    for word in text.split():
-        w = _clean(word)
-        if w:
-            units.extend(_split_cjk(w))
-    return units
+from .results import Word
+from .transcribe import Transcriber
+from .units import MAX_ALIGN_SECONDS, aligner_language, split_units
 
 
 # --- times
@@ -248,12 +160,10 @@ class Aligner:
     @classmethod
     def from_gguf(cls, decoder: str | Path, mmproj: str | Path | None = None, device: str = "auto",
                   dtype: str = "auto", n_gpu_layers: int | None = None, threads: int | None = None,
-                  n_ctx: int = 512) -> "Aligner":
-        from .transcribe import Transcriber
-
+                  n_ctx: int = 512, native: bool | None = None) -> "Aligner":
         kv = cls.check_file(decoder)
         engine = Transcriber.from_gguf(decoder, mmproj, device=device, dtype=dtype, n_gpu_layers=n_gpu_layers,
-                                       threads=threads, n_ctx=n_ctx, embeddings=True)
+                                       threads=threads, n_ctx=n_ctx, embeddings=True, native=native)
         return cls._wrap(engine, kv)
 
     @classmethod
@@ -261,7 +171,6 @@ class Aligner:
                         **kw) -> "Aligner":
         """Quantize a Qwen3-ForcedAligner checkpoint once into a cache, then load the pair from there."""
         from .checkpoint import Checkpoint
-        from .transcribe import Transcriber
 
         if not Checkpoint(model_dir).aligner:
             raise AsrggufError(f"{model_dir}: not a Qwen3-ForcedAligner checkpoint (its thinker model_type "
@@ -325,8 +234,6 @@ class Aligner:
 
         audio: any source the Transcriber takes. language: one of ALIGNER_LANGUAGES (name or code).
         Returns `Word`s (text, start, end in seconds), as the official `Qwen3ForcedAligner.align`."""
-        from .transcribe import Word
-
         lang = aligner_language(language)
         units = split_units(text or "", lang)
         name, _, pieces = self.engine.open_pieces(audio, MAX_ALIGN_SECONDS)
@@ -342,8 +249,6 @@ class Aligner:
     def words(self, piece, segment) -> list:
         """The words of a transcribed piece (the engine's hook for timestamps="word"): the segment's text
         aligned to the piece's audio, in recording time, kept inside the piece."""
-        from .transcribe import Word
-
         units = split_units(segment.text or "", segment.language or "")
         times = self._times(piece.wav, units)
         lo, hi = piece.start_s, piece.end_s

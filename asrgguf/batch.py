@@ -2,16 +2,17 @@
 skip finished ones; keep going past bad files; a progress bar and a summary."""
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import formats
+from .audio import probe
 from .errors import AsrggufError
-from .files import temp_beside
+from .files import clean_stale, write_atomic
+from .results import Transcription
 
 AUDIO_EXTENSIONS = {".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".m4b", ".aac", ".wma", ".aif",
                     ".aiff", ".caf", ".w64", ".mka", ".mp4", ".m4v", ".mkv", ".webm", ".mov", ".avi", ".amr",
@@ -125,8 +126,6 @@ def plan(args: list[str], out_dir: Path | None, fmt: str, overwrite: bool, summa
     outputs, skip inputs whose output exists (unless overwrite; stale temp files of a killed run
     removed), then report unusable inputs in input order and probe the rest, counting both in
     `summary`. `exists(out)` checks an output (default: the local file exists)."""
-    from .audio import probe
-
     exists = exists or (lambda p: p.exists())
     items = expand_inputs(list(args))
     outs = assign_outputs(items, out_dir, fmt) if out_dir is not None else {}
@@ -158,7 +157,13 @@ def transcribe_one(tr, source, fmt: str, opts: dict, out=None, on_segment=None, 
                    max_line_chars: int | None = None):
     """One input of a batch: transcribe, render, and write the output (atomically) when `out` is given.
     Returns (transcription, rendered text)."""
-    res = tr.transcribe(source, on_segment=on_segment, **opts)
+    segments, info = tr.transcribe(source, **opts)
+    segs = []
+    for seg in segments:
+        segs.append(seg)
+        if on_segment is not None:
+            on_segment(seg)
+    res = Transcription.collect(segs, info)
     doc = render(res, fmt, max_line_chars)
     if out is not None:
         (write or write_output)(out, doc)
@@ -173,118 +178,13 @@ def failure_message(source, e: BaseException) -> str:
 
 
 def render(result, fmt: str, max_line_chars: int | None = None) -> str:
-    from .formats import LINE_WIDTH, render as _render
-
-    return _render(result, fmt, max_line_chars or LINE_WIDTH)
+    return formats.render(result, fmt, max_line_chars or formats.LINE_WIDTH)
 
 
 def write_output(path: Path, text: str) -> None:
     """One input's output: stale temp files of a killed run removed, then written atomically."""
     clean_stale(path)
     write_atomic(path, text)
-
-
-class Stdout:
-    """Standard output that ends the run with one line when the reader goes away (`... | head`)."""
-
-    def write(self, text: str) -> None:
-        try:
-            sys.stdout.write(text)
-            sys.stdout.flush()
-        except BrokenPipeError:
-            # nothing more can be printed; point stdout at /dev/null so the exit's flush is quiet too
-            with contextlib.suppress(OSError):
-                devnull = os.open(os.devnull, os.O_WRONLY)
-                os.dup2(devnull, sys.stdout.fileno())
-            raise AsrggufError("standard output was closed; stopped") from None
-
-
-def temp_glob(path: Path) -> str:
-    return str(path.parent / f".{glob.escape(path.name)}.*.part")
-
-
-def clean_stale(path: Path) -> None:
-    """Remove temp files a killed run left for this output."""
-    for t in glob.glob(temp_glob(path)):
-        with contextlib.suppress(OSError):
-            os.unlink(t)
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write to a temp name in the same directory, fsync, then rename over the target."""
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = temp_beside(path)
-    except OSError as e:
-        raise AsrggufError(f"{path}: cannot write ({e.strerror})") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-# --------------------------------------------------------------------------- progress
-def progress_wanted(quiet: bool, progress: bool | None) -> bool:
-    if quiet:
-        return False
-    if progress:
-        return True
-    try:
-        return sys.stderr.isatty()
-    except (AttributeError, ValueError):
-        return False
-
-
-class Progress:
-    """Audio seconds done / total on stderr, with the real-time factor (wall / audio) so far."""
-
-    def __init__(self, enabled: bool, total_seconds: float | None = None, desc: str = "audio"):
-        self.enabled = enabled
-        self.t0 = time.perf_counter()
-        self.done = 0.0
-        self.bar = None
-        if enabled:
-            from tqdm import tqdm
-
-            fmt = ("{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}{postfix}]"
-                   if total_seconds else "{desc}: {n:.0f} s audio [{elapsed}{postfix}]")
-            self.bar = tqdm(total=total_seconds or None, unit="s", desc=desc, file=sys.stderr,
-                            dynamic_ncols=True, leave=True, bar_format=fmt)
-
-    def add_total(self, seconds: float) -> None:
-        if self.bar is not None:
-            self.bar.total = (self.bar.total or 0) + seconds
-            self.bar.refresh()
-
-    def update(self, seconds: float) -> None:
-        self.done += seconds
-        if self.bar is not None:
-            if self.bar.total and self.bar.n + seconds > self.bar.total:  # header durations are estimates
-                self.bar.total = self.bar.n + seconds
-            self.bar.update(seconds)
-            wall = time.perf_counter() - self.t0
-            self.bar.set_postfix_str(f"RTF {wall / self.done:.3f}" if self.done else "")
-
-    def set_desc(self, desc: str) -> None:
-        if self.bar is not None:
-            self.bar.set_description_str(desc[-40:])
-
-    def write(self, line: str) -> None:
-        if self.bar is not None:
-            self.bar.write(line, file=sys.stderr)
-        else:
-            print(line, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 @dataclass

@@ -73,7 +73,7 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
 
 
 def _engine_options(f):
-    """--device, --dtype, --n-gpu-layers, --threads: where and how the model runs (run and serve)."""
+    """--device, --dtype, --n-gpu-layers, --threads, --no-native: where and how the model runs (run, serve, align)."""
     for opt in reversed([
         click.option("--device", default="auto", show_default=True, help="Encoder device: auto|cpu|cuda|mps."),
         click.option("--dtype", default="auto", show_default=True,
@@ -81,6 +81,8 @@ def _engine_options(f):
         click.option("--n-gpu-layers", type=int, default=None,
                      help="Decoder layers on the GPU (default: all when llama.cpp has a GPU backend)."),
         click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores)."),
+        click.option("--no-native", is_flag=True, help="llama.cpp's own q8_0 products instead of asrgguf's native "
+                                                       "backend (also ASRGGUF_NO_NATIVE=1)."),
     ]):
         f = opt(f)
     return f
@@ -136,83 +138,52 @@ def _engine_options(f):
               help="With --ray: actors in the pool (default: the cluster's CPUs / --threads-per-worker).")
 @click.option("--threads-per-worker", type=click.IntRange(1), default=None,
               help="With --ray: CPUs each actor reserves and uses (default: --threads, else 1).")
-@click.option("--no-native", is_flag=True,
-              help="llama.cpp's own q8_0 products instead of asrgguf's native backend (also ASRGGUF_NO_NATIVE=1).")
 def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
         threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
         progress, timestamps, aligner_path, max_line_chars, bench_tokens, ray_address, workers,
         threads_per_worker, no_native):
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
-    if no_native:
-        os.environ["ASRGGUF_NO_NATIVE"] = "1"   # read by asrgguf.native when the decoder loads
     from . import batch
-
-    if ray_address and (timestamps == "word" or aligner_path or max_line_chars != 42):
-        raise AsrggufError("--timestamps word, --aligner and --max-line-chars do not work with --ray yet")
-    if ray_address:
-        return _run_ray(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype,
-                        n_gpu_layers, threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel,
-                        no_repetition_guard, quiet, progress, bench_tokens, ray_address, workers, threads_per_worker)
-    if workers or threads_per_worker:
-        raise AsrggufError("--workers and --threads-per-worker go with --ray")
-    from .decoder import Decoder
+    from .console import Progress, Stdout, progress_wanted
     from .languages import normalize_language
-    from .transcribe import Options, Transcriber, check_device_dtype
+    from .loading import EngineConfig
+    from .options import Options
 
-    if bool(gguf_path) == bool(model_dir):
-        raise AsrggufError("give either --gguf DECODER.gguf or --model HF_DIR|ORG/NAME")
-    if mmproj and not gguf_path:
-        raise AsrggufError("--mmproj goes with --gguf")
+    cfg = EngineConfig(gguf=gguf_path, mmproj=mmproj, model=model_dir, aligner=aligner_path, device=device,
+                       dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads, native=False if no_native else None,
+                       max_new_tokens=max_new_tokens)
+    opts = dict(language=normalize_language(language), context=context, max_new_tokens=max_new_tokens,
+                piece_seconds=piece_seconds, parallel=parallel, repetition_guard=not no_repetition_guard,
+                bench_tokens=bench_tokens, timestamps=timestamps)
+    if aligner_path and timestamps != "word":
+        raise AsrggufError("--aligner goes with --timestamps word")
     if overwrite and not output_dir:
         raise AsrggufError("--overwrite goes with --output-dir")
     if quiet and progress:
         raise AsrggufError("--quiet and --progress contradict each other; give one")
-    opts = dict(language=normalize_language(language), context=context, max_new_tokens=max_new_tokens,
-                piece_seconds=piece_seconds, parallel=parallel, repetition_guard=not no_repetition_guard,
-                bench_tokens=bench_tokens, timestamps=timestamps)
+    if not ray_address and (workers or threads_per_worker):
+        raise AsrggufError("--workers and --threads-per-worker go with --ray")
     Options.make(**opts)  # fail before loading anything
-    check_device_dtype(device, dtype)
-    if timestamps == "word":
-        from .align import find_aligner
-
-        aligner_path = aligner_path or find_aligner(gguf_path or model_dir)
-    elif aligner_path:
-        raise AsrggufError("--aligner goes with --timestamps word")
+    cfg = cfg.check(word_timestamps=timestamps == "word")
+    if ray_address:
+        return _run_ray(cfg, audio, opts, fmt, output_dir, out_text, overwrite, quiet, progress, max_line_chars,
+                        ray_address, workers, threads_per_worker)
     if out_text:
         batch.check_writable(Path(out_text))
     if output_dir:
         batch.check_output_dir(Path(output_dir))
     summary = batch.Summary()
-    prog = batch.Progress(False)
+    prog = Progress(False)
 
     def report(msg: str) -> None:
         prog.write(f"asrgguf: error: {msg}")
 
-    if gguf_path:  # header errors (missing, not a GGUF, wrong architecture, missing keys) first
-        from .mmproj import check_mmproj
-        from .transcribe import find_mmproj
-
-        Decoder.check_file(gguf_path)
-        check_mmproj(mmproj or find_mmproj(gguf_path))
     plan = batch.plan(list(audio), Path(output_dir) if output_dir else None, fmt, overwrite, summary, report)
-    items, outs, infos = plan.items, plan.outs, plan.infos
-    tr = None
-    if infos:  # only when there is something to transcribe
-        kw = dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads,
-                  max_new_tokens=max_new_tokens)
-        if timestamps == "word":  # the aligner first: its errors before the longer load
-            from .align import Aligner
-
-            aligner = Aligner.load(aligner_path, device=device, dtype=dtype, n_gpu_layers=n_gpu_layers,
-                                   threads=threads)
-        tr = Transcriber.from_gguf(gguf_path, mmproj, **kw) if gguf_path else \
-            Transcriber.from_pretrained(model_dir, **kw)
-        if timestamps == "word":
-            tr.aligner = aligner
-    total = plan.total_seconds
-    prog = batch.Progress(batch.progress_wanted(quiet, progress or None), total or None)
+    items, outs = plan.items, plan.outs
+    tr = cfg.load() if plan.infos else None   # only when there is something to transcribe
+    prog = Progress(progress_wanted(quiet, progress or None), plan.total_seconds or None)
     texts = []
-    out = batch.Stdout()
+    out = Stdout()
     try:
         for i in plan.todo:
             it = items[i]
@@ -242,13 +213,11 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
         sys.exit(1)
 
 
-def _run_ray(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
-             threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
-             progress, bench_tokens, ray_address, workers, threads_per_worker):
+def _run_ray(cfg, audio, opts, fmt, output_dir, out_text, overwrite, quiet, progress, max_line_chars, ray_address,
+             workers, threads_per_worker):
     """`run --ray`: the same batch on a Ray actor pool (asrgguf/cluster.py)."""
-    import os
-
     from . import cluster
+    from .console import Progress, progress_wanted
 
     # Ray's C++ side logs to this process's stderr (a note on actor arguments at every pool start, say);
     # the job reports its own errors in one line each
@@ -258,12 +227,24 @@ def _run_ray(audio, gguf_path, mmproj, model_dir, language, context, max_new_tok
         raise AsrggufError("--ray needs --output-dir (the workers write one output per input)")
     if out_text:
         raise AsrggufError("--out-text does not go with --ray (the outputs are in --output-dir)")
-    res = cluster.run(list(audio), output_dir, gguf=gguf_path, mmproj=mmproj, model=model_dir, ray=ray_address,
-                      workers=workers, threads_per_worker=threads_per_worker or threads, fmt=fmt,
-                      overwrite=overwrite, language=language, context=context, max_new_tokens=max_new_tokens,
-                      piece_seconds=piece_seconds, parallel=parallel, repetition_guard=not no_repetition_guard,
-                      bench_tokens=bench_tokens, device=device, dtype=dtype,
-                      n_gpu_layers=n_gpu_layers, quiet=quiet, progress=progress or None)
+    prog = Progress(False)
+
+    def report(msg: str) -> None:
+        prog.write(f"asrgguf: error: {msg}")
+
+    def on_plan(total_seconds: float) -> None:
+        nonlocal prog
+        prog = Progress(progress_wanted(quiet, progress or None), total_seconds or None, desc="cluster")
+
+    try:
+        res = cluster.run(list(audio), output_dir, cfg, ray=ray_address, workers=workers,
+                          threads_per_worker=threads_per_worker or cfg.threads, fmt=fmt, overwrite=overwrite,
+                          options=opts, max_line_chars=max_line_chars, report=report, on_plan=on_plan,
+                          on_file=lambda row: prog.update(row["duration"]) if not row["error"] else None)
+    finally:
+        prog.close()
+    if not quiet:
+        click.echo(res.summary.line(), err=True)
     if res.summary.failed:
         sys.exit(1)
 
@@ -300,11 +281,8 @@ def quantize(model_dir, outtype, mmproj_type, outdir, threads, quiet):
               help="Qwen3-ForcedAligner: decoder GGUF (mmproj beside it, or --mmproj), checkpoint directory, or "
                    "demo (the built-in demo aligner).")
 @click.option("--mmproj", type=click.Path(dir_okay=False), help="The aligner's audio encoder GGUF.")
-@click.option("--device", default="auto", show_default=True, help="Encoder device: auto|cpu|cuda|mps.")
-@click.option("--dtype", default="auto", show_default=True, help="Encoder dtype: auto|float32|float16|bfloat16.")
-@click.option("--n-gpu-layers", type=int, default=None, help="Decoder layers on the GPU.")
-@click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores).")
-def align(audio, text, text_file, language, aligner_path, mmproj, device, dtype, n_gpu_layers, threads):
+@_engine_options
+def align(audio, text, text_file, language, aligner_path, mmproj, device, dtype, n_gpu_layers, threads, no_native):
     """Word times of a known transcript: json words with start and end (seconds), at most 180 s of AUDIO."""
     import json
 
@@ -320,7 +298,8 @@ def align(audio, text, text_file, language, aligner_path, mmproj, device, dtype,
             raise AsrggufError(f"{text_file}: cannot read the transcript ({getattr(e, 'strerror', None) or e})") from None
     lang = aligner_language(language)
     probe(audio)  # bad audio before the model loads
-    kw = dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads)
+    kw = dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads,
+              native=False if no_native else None)
     if mmproj:
         kw["mmproj"] = mmproj
     al = Aligner.load(aligner_path, **kw)
@@ -336,8 +315,8 @@ def align(audio, text, text_file, language, aligner_path, mmproj, device, dtype,
 def languages():
     """List the supported languages and the codes --language accepts; 'aligner' marks those the forced
     aligner (--timestamps word, asrgguf align) supports."""
-    from .align import ALIGNER_LANGUAGES
     from .languages import LANGUAGES
+    from .units import ALIGNER_LANGUAGES
 
     for name, codes in LANGUAGES.items():
         click.echo(f"{name}\t{', '.join(codes)}" + ("\taligner" if name in ALIGNER_LANGUAGES else ""))
@@ -375,34 +354,21 @@ def languages():
 @click.option("--bench-tokens", type=click.IntRange(1), default=None, hidden=True,
               help="Benchmarks only: every piece generates exactly N tokens, ignoring end-of-turn.")
 def serve(gguf_path, mmproj, model_dir, host, port, parallel, max_queue, max_upload_mb, api_key,
-          served_model_name, max_new_tokens, piece_seconds, device, dtype, n_gpu_layers, threads, log_level,
-          aligner_path, bench_tokens):
+          served_model_name, max_new_tokens, piece_seconds, device, dtype, n_gpu_layers, threads, no_native,
+          log_level, aligner_path, bench_tokens):
     """OpenAI-compatible transcription server: POST /v1/audio/transcriptions, GET /v1/models, GET /health.
 
     One model in memory; pieces of all requests are decoded together (see docs/serve.md)."""
-    from . import hub, serve as serve_mod
-    from .transcribe import check_device_dtype
+    from . import serve as serve_mod
+    from .loading import EngineConfig
 
     serve_mod.check_dependencies()
-    if bool(gguf_path) == bool(model_dir):
-        raise AsrggufError("give either --gguf DECODER.gguf or --model HF_DIR|demo")
-    if mmproj and not gguf_path:
-        raise AsrggufError("--mmproj goes with --gguf")
-    check_device_dtype(device, dtype)
-    if gguf_path:  # header errors (missing, not a GGUF, wrong architecture, missing keys) first
-        from .decoder import Decoder
-        from .mmproj import check_mmproj
-        from .transcribe import find_mmproj
-
-        Decoder.check_file(gguf_path)
-        check_mmproj(mmproj or find_mmproj(gguf_path))
-    elif model_dir != "demo" and not Path(model_dir).is_dir() and not hub.is_model_name(model_dir):
-        raise AsrggufError(f"{model_dir}: no such checkpoint directory (nor a model name such as Qwen/Qwen3-ASR-0.6B)")
-    cfg = serve_mod.ServeConfig(gguf=gguf_path, mmproj=mmproj, model_dir=model_dir, device=device, dtype=dtype,
-                                n_gpu_layers=n_gpu_layers, threads=threads, parallel=parallel, max_queue=max_queue,
-                                max_upload_mb=max_upload_mb, api_key=api_key, max_new_tokens=max_new_tokens,
-                                piece_seconds=piece_seconds, bench_tokens=bench_tokens,
-                                served_model_name=served_model_name, aligner=aligner_path)
+    engine = EngineConfig(gguf=gguf_path, mmproj=mmproj, model=model_dir, aligner=aligner_path, device=device,
+                          dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads,
+                          native=False if no_native else None, max_new_tokens=max_new_tokens).check()
+    cfg = serve_mod.ServeConfig(engine=engine, parallel=parallel, max_queue=max_queue, max_upload_mb=max_upload_mb,
+                                api_key=api_key, piece_seconds=piece_seconds, bench_tokens=bench_tokens,
+                                served_model_name=served_model_name)
     serve_mod.serve(cfg, host, port, log_level)
 
 

@@ -3,7 +3,8 @@
 `asrgguf run INPUTS... --output-dir OUT --ray local|auto|ADDRESS` (or `cluster.run(...)` from Python)
 plans the batch exactly as the local run does (`batch.plan`: the same input expansion, output names,
 skip/overwrite rules and error reports, all on the driver), then hands the files to a Ray Data actor
-pool: each actor loads the model once (`Transcriber.from_gguf`) and runs `batch.transcribe_one` on one
+pool: each actor loads the model once (`EngineConfig.load`, the same config as the driver's, every option
+included) and runs `batch.transcribe_one` on one
 file at a time, writing its output atomically. The driver streams the per-file results back for the
 progress bar and the same summary line as a local batch.
 
@@ -19,10 +20,10 @@ in chunks through Ray's object store and each node caches them once (ASRGGUF_CAC
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import resource
 import socket
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from typing import Callable
 
 from . import batch
 from .errors import AsrggufError
+from .loading import EngineConfig
+from .options import DEFAULT_LINE_CHARS, Options
 
 CHUNK = 64 << 20          # model files travel through the object store in pieces of this size
 MAX_TRIES = 3             # a file whose worker died on it this many times is reported failed, not tried again
@@ -170,7 +173,7 @@ def local_copy(spec: dict, store, ship: bool | None) -> str:
                 return path
     if ship is False:
         raise AsrggufError(f"{path}: not on this node ({socket.gethostname()}) and not shipped")
-    from .transcribe import default_cache_dir
+    from .models import default_cache_dir
 
     d = default_cache_dir() / "ray-models"
     d.mkdir(parents=True, exist_ok=True)
@@ -196,24 +199,21 @@ def local_copy(spec: dict, store, ship: bool | None) -> str:
 class Worker:
     """One pool actor: loads the model once, then transcribes one file per call (batch_size=1)."""
 
-    def __init__(self, decoder: dict, mmproj: dict, load_kw: dict, opts: dict, fmt: str, store,
+    def __init__(self, engine: EngineConfig, files: dict, opts: dict, fmt: str, max_line_chars: int, store,
                  ship: bool | None = None):
         import ray
 
-        from .transcribe import Transcriber
-
         t0 = time.perf_counter()
-        self.fmt, self.opts = fmt, opts
+        self.fmt, self.opts, self.max_line_chars = fmt, opts, max_line_chars
         self.fatal = None
         self.tr = None
         self.store = store
         self.node = ray.get_runtime_context().get_node_id()
-        try:
-            dec = local_copy(decoder, store, ship)
-            mm = local_copy(mmproj, store, ship)
-            self.tr = Transcriber.from_gguf(dec, mm, **load_kw)
+        try:  # the model files at a path of this node (the engine's fields name the driver's paths)
+            local = {k: local_copy(spec, store, ship) for k, spec in files.items()}
+            self.tr = dataclasses.replace(engine, **local).load()
         except Exception as e:  # the driver stops the job with this line (as a local load error would)
-            self.fatal = batch.failure_message(decoder["path"], e)
+            self.fatal = batch.failure_message(engine.gguf, e)
         self.start_s = time.perf_counter() - t0
 
     def __call__(self, rows: dict) -> dict:
@@ -230,10 +230,10 @@ class Worker:
                 error = f"{source}: its worker died on it {MAX_TRIES} times; not transcribed"
             elif self.fatal is None:
                 try:
-                    if is_url(dest):
-                        res, _ = batch.transcribe_one(self.tr, source, self.fmt, self.opts, dest, write=write_url)
-                    else:
-                        res, _ = batch.transcribe_one(self.tr, source, self.fmt, self.opts, Path(dest))
+                    res, _ = batch.transcribe_one(self.tr, source, self.fmt, self.opts,
+                                                  dest if is_url(dest) else Path(dest),
+                                                  write=write_url if is_url(dest) else None,
+                                                  max_line_chars=self.max_line_chars)
                     duration = float(res.duration)
                 except Exception as e:  # one bad input must not stop the batch
                     error = batch.failure_message(source, e)
@@ -266,59 +266,60 @@ class Result:
     wall_s: float = 0.0
     workers: dict[int, WorkerStats] = field(default_factory=dict)   # by process id
     retried: dict[str, int] = field(default_factory=dict)           # input -> tries, for inputs tried again
+    errors: list[str] = field(default_factory=list)                 # error lines (when no report is given)
 
     @property
     def audio_per_second(self) -> float:
         return self.summary.audio_seconds / self.wall_s if self.wall_s else 0.0
 
 
-def _model_pair(gguf: str | None, mmproj: str | None, model: str | None) -> tuple[Path, Path]:
-    from .decoder import Decoder
-    from .transcribe import find_mmproj, pretrained_pair
+def _model_files(engine: EngineConfig) -> tuple[EngineConfig, dict]:
+    """The engine with its models as GGUF files (a checkpoint quantized once here), and the files the
+    workers need: field -> file spec (decoder, mmproj, and the aligner's pair when one is named)."""
+    from .models import find_mmproj, pretrained_pair
 
-    if bool(gguf) == bool(model):
-        raise AsrggufError("give either --gguf DECODER.gguf or --model HF_DIR")
-    if mmproj and not gguf:
-        raise AsrggufError("--mmproj goes with --gguf")
-    if gguf:
-        Decoder.check_file(gguf)
-        return Path(gguf), Path(mmproj) if mmproj else find_mmproj(gguf)
-    return pretrained_pair(model)
+    if engine.model:
+        dec, mm = pretrained_pair(engine.model)
+        engine = dataclasses.replace(engine, gguf=str(dec), mmproj=str(mm), model=None)
+    files = {"gguf": file_spec(engine.gguf), "mmproj": file_spec(engine.mmproj or find_mmproj(engine.gguf))}
+    if engine.aligner and engine.aligner != "demo":
+        al = Path(engine.aligner)
+        if al.is_dir():   # a checkpoint: quantized once on the driver, its GGUF shipped
+            al = pretrained_pair(al)[0]
+            engine = dataclasses.replace(engine, aligner=str(al))
+        files["aligner"] = file_spec(al)
+        files["aligner_mmproj"] = file_spec(find_mmproj(al))
+    return engine, files
 
 
-def run(inputs: list[str] | str, output_dir: str, *, gguf: str | None = None, mmproj: str | None = None,
-        model: str | None = None, ray: str = "local", workers: int | None = None,
-        threads_per_worker: int | None = None, fmt: str = "txt", overwrite: bool = False,
-        language: str | None = None, context: str = "", max_new_tokens: int = 512, piece_seconds: float = 30.0,
-        parallel: int = 1, repetition_guard: bool = True, bench_tokens: int | None = None, device: str = "cpu",
-        dtype: str = "auto", n_gpu_layers: int | None = None, num_gpus: float = 0, quiet: bool = True,
-        progress: bool | None = None, ship_model: bool | None = None,
+def run(inputs: list[str] | str, output_dir: str, engine: EngineConfig, *, ray: str = "local",
+        workers: int | None = None, threads_per_worker: int | None = None, fmt: str = "txt",
+        overwrite: bool = False, options: dict | None = None, max_line_chars: int = DEFAULT_LINE_CHARS,
+        num_gpus: float = 0, ship_model: bool | None = None, on_plan: Callable[[float], None] | None = None,
         on_file: Callable[[dict], None] | None = None, report: Callable[[str], None] | None = None) -> Result:
     """Transcribe files, directories or globs on a Ray cluster into OUTPUT_DIR/NAME.FMT (a local or
-    shared path, or an fsspec URL such as s3://bucket/out); returns the summary and per-worker figures.
+    shared path, or an fsspec URL such as s3://bucket/out) with the model `engine` names; returns the
+    summary and per-worker figures.
 
     ray: "local" (start Ray here), "auto" or "HOST:PORT" (join a running cluster); an already
     initialized Ray is used as it is. workers: pool size (default: the cluster's CPUs // threads);
-    threads_per_worker: CPUs each actor reserves and uses (1). ship_model: None sends the model files
-    through the object store only to nodes that lack them, True always, False never. on_file(row) is
-    called with each file's result (i, source, out, error, duration, pid, node, ...); report(line) with
-    each error line (default: printed to stderr as `asrgguf: error: ...`)."""
-    from .languages import normalize_language
-    from .transcribe import Options
+    threads_per_worker: CPUs each actor reserves and uses (1). options: `Transcriber.transcribe`'s
+    keywords. ship_model: None sends the model files through the object store only to nodes that lack
+    them, True always, False never. on_plan(total audio seconds) is called once the batch is planned;
+    on_file(row) with each file's result (i, source, out, error, duration, pid, node, ...);
+    report(line) with each error line (default: kept in `Result.errors`)."""
+    from .formats import FORMATS
 
     import_ray()  # without Ray: one line, before anything else
     inputs = [inputs] if isinstance(inputs, (str, Path)) else [str(a) for a in inputs]
-    from .formats import FORMATS
-
     if fmt not in FORMATS:
         raise AsrggufError(f"unknown format {fmt!r} ({', '.join(FORMATS)})")
-    opts = dict(language=normalize_language(language), context=context, max_new_tokens=max_new_tokens,
-                piece_seconds=piece_seconds, parallel=parallel, repetition_guard=repetition_guard,
-                bench_tokens=bench_tokens)
+    opts = dict(options or {})
     Options.make(**opts)
     threads = threads_per_worker or 1
     if threads < 1 or (workers is not None and workers < 1):
         raise AsrggufError("--workers and --threads-per-worker must be at least 1")
+    engine = dataclasses.replace(engine.check(word_timestamps=opts.get("timestamps") == "word"), threads=threads)
     output_dir = str(output_dir)
     root = local_root(output_dir)
     if root is not None:
@@ -329,11 +330,11 @@ def run(inputs: list[str] | str, output_dir: str, *, gguf: str | None = None, mm
             fs.makedirs(path, exist_ok=True)
         except Exception as e:
             raise AsrggufError(f"{output_dir}: cannot use as output directory ({type(e).__name__}: {e})") from None
-    dec, mm = _model_pair(gguf, mmproj, model)
+    engine, files = _model_files(engine)
 
     summary = batch.Summary()
-    prog = batch.Progress(False)
-    report = report or (lambda msg: prog.write(f"asrgguf: error: {msg}"))
+    result = Result(summary)
+    report = report or result.errors.append
     if root is not None:
         plan = batch.plan(inputs, root, fmt, overwrite, summary, report)
         dests = {i: str(p) for i, p in plan.outs.items()}
@@ -342,32 +343,27 @@ def run(inputs: list[str] | str, output_dir: str, *, gguf: str | None = None, mm
         plan = batch.plan(inputs, Path(""), fmt, overwrite, summary, report,
                           exists=lambda p: url_exists(f"{base}/{p.as_posix()}"), clean=False)
         dests = {i: f"{base}/{p.as_posix()}" for i, p in plan.outs.items()}
-    result = Result(summary)
+    if on_plan is not None:
+        on_plan(plan.total_seconds)
     if not plan.todo:  # nothing to transcribe: no cluster, no model
         result.wall_s = time.perf_counter() - summary.t0
-        if not quiet:
-            print(summary.line(), file=sys.stderr, flush=True)
         return result
 
     started = connect(ray)
     try:
-        _execute(plan, dests, dec, mm, opts, fmt, threads, workers, ship_model, num_gpus,
-                 dict(device=device, dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads,
-                      max_new_tokens=max_new_tokens),
-                 result, report, on_file, batch.progress_wanted(quiet, progress))
+        _execute(plan, dests, engine, files, opts, fmt, max_line_chars, threads, workers, ship_model, num_gpus,
+                 result, report, on_file)
     finally:
         if started:
             import ray as ray_mod
 
             ray_mod.shutdown()
     result.wall_s = time.perf_counter() - summary.t0
-    if not quiet:
-        print(summary.line(), file=sys.stderr, flush=True)
     return result
 
 
-def _execute(plan, dests, dec, mm, opts, fmt, threads, workers, ship, num_gpus, load_kw, result, report, on_file,
-             show_progress):
+def _execute(plan, dests, engine, files, opts, fmt, max_line_chars, threads, workers, ship, num_gpus, result, report,
+             on_file):
     import ray
     from ray.data import ActorPoolStrategy, DataContext
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -382,11 +378,10 @@ def _execute(plan, dests, dec, mm, opts, fmt, threads, workers, ship, num_gpus, 
     ctx.max_consecutive_actor_init_deaths = 3
 
     summary = result.summary
-    dec_spec, mm_spec = file_spec(dec), file_spec(mm)
     # a zero-CPU helper pinned to the driver's node (model files for nodes that lack them, tries per file)
     node = ray.get_runtime_context().get_node_id()
     store = ray.remote(num_cpus=0)(Coordinator).options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote([str(dec), str(mm)])
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node, soft=False)).remote([f["path"] for f in files.values()])
     if workers is None:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         workers = max(1, cpus // threads)
@@ -396,9 +391,8 @@ def _execute(plan, dests, dec, mm, opts, fmt, threads, workers, ship, num_gpus, 
         Worker, batch_size=1, batch_format="numpy",
         compute=ActorPoolStrategy(size=workers, max_tasks_in_flight_per_actor=1),
         num_cpus=threads, num_gpus=num_gpus or None,   # Ray Data's actors: max_restarts=-1, max_task_retries=-1
-        fn_constructor_kwargs=dict(decoder=dec_spec, mmproj=mm_spec, load_kw=load_kw, opts=opts, fmt=fmt,
+        fn_constructor_kwargs=dict(engine=engine, files=files, opts=opts, fmt=fmt, max_line_chars=max_line_chars,
                                    store=store, ship=ship))
-    prog = batch.Progress(show_progress, plan.total_seconds or None, desc="cluster")
     seen: set[int] = set()
     try:
         for row in ds.iter_rows():
@@ -420,7 +414,6 @@ def _execute(plan, dests, dec, mm, opts, fmt, threads, workers, ship, num_gpus, 
             else:
                 summary.done += 1
                 summary.audio_seconds += float(row["duration"])
-                prog.update(float(row["duration"]))
             if on_file is not None:
                 on_file({"i": i, "source": plan.items[i].source, "out": dests[i], "error": str(row["error"]),
                          "duration": float(row["duration"]), "seconds": float(row["seconds"]), "pid": pid,
@@ -434,7 +427,6 @@ def _execute(plan, dests, dec, mm, opts, fmt, threads, workers, ship, num_gpus, 
         msg = str(e).strip().splitlines()
         raise AsrggufError(f"the Ray job failed: {type(e).__name__}: {msg[0] if msg else ''}") from None
     finally:
-        prog.close()
         with contextlib.suppress(Exception):
             ray.kill(store)
     for i in plan.todo:  # cannot happen (every file gives a row); counted rather than lost if it does

@@ -19,7 +19,7 @@ import numpy as np
 from . import gguf_names as names
 from .checkpoint import Checkpoint
 from .errors import AsrggufError, check_signals
-from .files import temp_beside
+from .files import clean_stale, temp_beside
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
 MMPROJ_TYPES = ("f32", "f16", "q8_0")
@@ -282,8 +282,6 @@ def quantize_checkpoint(model_dir: str | Path, outtype: str = "q8_0", outdir: st
         raise AsrggufError(f"unknown --outtype {outtype!r} (choose from {', '.join(OUTTYPES)})")
     if mmproj_type not in MMPROJ_TYPES:
         raise AsrggufError(f"unknown mmproj type {mmproj_type!r} (choose from {', '.join(MMPROJ_TYPES)})")
-    from .batch import clean_stale
-
     ck = Checkpoint(model_dir)
     dec_path, mm_path = output_paths(model_dir, outtype, outdir, mmproj_type, name=name)
     _check_outdir(dec_path.parent)

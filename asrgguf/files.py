@@ -1,9 +1,14 @@
-"""Temporary files for atomic writes: beside the target, renamed over it when complete."""
+"""Atomic writes: a temporary file beside the target, renamed over it when complete; stale temporary
+files of a killed run removed."""
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import tempfile
 from pathlib import Path
+
+from .errors import AsrggufError
 
 
 def temp_beside(path: Path) -> tuple[int, str]:
@@ -14,3 +19,34 @@ def temp_beside(path: Path) -> tuple[int, str]:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     return fd, tmp
+
+
+def temp_glob(path: Path) -> str:
+    return str(path.parent / f".{glob.escape(path.name)}.*.part")
+
+
+def clean_stale(path: Path) -> None:
+    """Remove temp files a killed run left for this output."""
+    for t in glob.glob(temp_glob(path)):
+        with contextlib.suppress(OSError):
+            os.unlink(t)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write to a temp name in the same directory, fsync, then rename over the target."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = temp_beside(path)
+    except OSError as e:
+        raise AsrggufError(f"{path}: cannot write ({e.strerror})") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

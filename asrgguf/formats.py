@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 import textwrap
 
+from .options import DEFAULT_LINE_CHARS
+from .results import Sentence
+from .units import split_units
+
 FORMATS = ("txt", "json", "srt", "vtt")
-LINE_WIDTH = 42     # characters per subtitle line (a common broadcast guideline)
+LINE_WIDTH = DEFAULT_LINE_CHARS   # characters per subtitle line
 MAX_LINES = 2       # lines per cue; longer sentences become several cues over the same span
 
 
@@ -26,8 +30,6 @@ def _ts(seconds: float, sep: str) -> str:
 
 def _word_cues(seg, groups_of_sents, out: list) -> None:
     """Cue times from the segment's words: each cue takes as many aligned units as its text has."""
-    from .align import split_units
-
     words, k = seg.words, 0
     for groups in groups_of_sents:
         for g in groups:
@@ -46,15 +48,15 @@ def cues(result, max_line_chars: int = LINE_WIDTH) -> list[tuple[float, float, s
     """(start, end, text) for every subtitle cue, in order, with times monotonic."""
     out: list[tuple[float, float, str]] = []
     for seg in result.segments:
-        sents = seg.sentences or ([{"start": seg.start, "end": seg.end, "text": seg.text}] if seg.text else [])
+        sents = seg.sentences or ([Sentence(seg.start, seg.end, seg.text)] if seg.text else [])
         if getattr(result, "timing", "") == "word" and seg.words is not None:
-            split = [textwrap.wrap(s["text"], max_line_chars) or [s["text"]] for s in sents]
+            split = [textwrap.wrap(s.text, max_line_chars) or [s.text] for s in sents]
             _word_cues(seg, [[ln[i:i + MAX_LINES] for i in range(0, len(ln), MAX_LINES)] for ln in split], out)
             continue
         for s in sents:
-            lines = textwrap.wrap(s["text"], max_line_chars) or [s["text"]]
+            lines = textwrap.wrap(s.text, max_line_chars) or [s.text]
             groups = [lines[i:i + MAX_LINES] for i in range(0, len(lines), MAX_LINES)]
-            a, b = float(s["start"]), float(s["end"])
+            a, b = float(s.start), float(s.end)
             n_chars = sum(len(" ".join(g)) for g in groups) or 1
             acc = 0
             for g in groups:

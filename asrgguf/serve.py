@@ -29,19 +29,24 @@ import asyncio
 import hmac
 import importlib.util
 import io
-import itertools
 import json
 import math
-import queue
 import sys
 import threading
 import time
 import traceback
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Callable
 
+from . import formats
 from .errors import AsrggufError
+from .languages import normalize_language
+from .loading import EngineConfig
+from .options import Options
+from .output import join_texts
+from .pieces import DEFAULT_PIECE_SECONDS
+from .results import Transcription, TranscriptionInfo
+from .scheduler import Request, Scheduler, ThreadFeed, error_line
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GENERIC_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
@@ -60,49 +65,22 @@ def check_dependencies() -> None:
 
 @dataclass
 class ServeConfig:
-    gguf: str | None = None
-    mmproj: str | None = None
-    model_dir: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    n_gpu_layers: int | None = None
-    threads: int | None = None
+    engine: EngineConfig = field(default_factory=EngineConfig)   # which model, where (loaded by the engine thread)
     parallel: int = 4
     max_queue: int = 64
     max_upload_mb: float = 25.0          # OpenAI's own limit
     api_key: str | None = None
-    max_new_tokens: int = 512
-    piece_seconds: float = 30.0
+    piece_seconds: float = DEFAULT_PIECE_SECONDS
     bench_tokens: int | None = None      # benchmarks only: every piece generates exactly N tokens
     served_model_name: str | None = None
-    aligner: str | None = None           # a Qwen3-ForcedAligner (GGUF or checkpoint): words in verbose_json
 
     @property
     def model_id(self) -> str:
-        if self.served_model_name:
-            return self.served_model_name
-        if self.model_dir:
-            return Path(self.model_dir).name or str(self.model_dir)
-        name = Path(self.gguf or "model").name
-        return name[:-len(".gguf")] if name.endswith(".gguf") else name
+        return self.served_model_name or self.engine.model_id
 
-    def load(self):
-        from .transcribe import Transcriber
-
-        kw = dict(device=self.device, dtype=self.dtype, n_gpu_layers=self.n_gpu_layers, threads=self.threads,
-                  max_new_tokens=self.max_new_tokens)
-        aligner = None
-        if self.aligner:  # its errors before the longer load
-            from .align import Aligner
-
-            aligner = Aligner.load(self.aligner, device=self.device, dtype=self.dtype,
-                                   n_gpu_layers=self.n_gpu_layers, threads=self.threads)
-        if self.gguf:
-            tr = Transcriber.from_gguf(self.gguf, self.mmproj, **kw)
-        else:
-            tr = Transcriber.from_pretrained(self.model_dir, **kw)
-        tr.aligner = aligner
-        return tr
+    @property
+    def max_new_tokens(self) -> int:
+        return self.engine.max_new_tokens
 
 
 class ApiError(Exception):
@@ -120,6 +98,15 @@ class ApiError(Exception):
                           "param": None, "code": self.code}}
 
 
+def api_error(e: BaseException) -> ApiError:
+    """A request's failure as the HTTP error it answers: bad audio 400, anything else 500."""
+    if isinstance(e, ApiError):
+        return e
+    if isinstance(e, AsrggufError):
+        return ApiError(400, str(e), "invalid_audio")
+    return ApiError(500, f"transcription failed: {error_line(e)}", "internal_error")
+
+
 def model_accepted(name: str | None, model_id: str) -> bool:
     if not name:
         return True
@@ -128,68 +115,32 @@ def model_accepted(name: str | None, model_id: str) -> bool:
     return n == model_id.lower() or base == model_id.lower() or base in GENERIC_MODELS or base.startswith("qwen3-asr")
 
 
-# ----------------------------------------------------------------------------- the scheduler
-class _EOF:
-    def __init__(self, n: int):
-        self.n = n
-
-
-class _Req:
-    """One transcription request inside the scheduler."""
-
-    def __init__(self, rid: int, source, opts, emit: Callable[[str, object], None]):
-        self.id = rid
-        self.source = source                        # a BytesIO named after the upload
-        self.opts = opts
-        self.emit = emit                            # emit(kind, payload), thread-safe
-        self.pieces: queue.Queue = queue.Queue(READ_AHEAD)
-        self.cancelled = False
-        self.started = False                        # the scheduler has checked it and started its reader
-        self.ahead = None                           # the next item taken from `pieces`
-        self.n_pieces: int | None = None            # known once the reader is at the end
-        self.active = 0                             # its jobs in the batcher
-        self.done: dict = {}
-        self.next_id = 0
-        self.prompt_tokens = 0
-        self.generated_tokens = 0
-        self.end_s = 0.0
-        self.finished = False
-
-
-class Scheduler:
-    """Owns the Transcriber and one Batcher in one thread; requests come in through `submit`."""
+# ----------------------------------------------------------------------------- the engine thread
+class EngineThread:
+    """Loads the engine and pumps its one `Scheduler` in one thread; requests come in through `submit`
+    (any thread), each upload read by a thread of its own (`ThreadFeed`), at most READ_AHEAD pieces ahead."""
 
     def __init__(self, cfg: ServeConfig, on_load_failed: Callable[[str], None] | None = None,
                  load: Callable[[], object] | None = None):
         self.cfg = cfg
         self.on_load_failed = on_load_failed
-        self._load = load or cfg.load
+        self._load = load or cfg.engine.load
         self.tr = None
-        self.batcher = None
-        self.n_ctx = 0
+        self.sched: Scheduler | None = None
         self.loaded = threading.Event()
         self.load_error: str | None = None
         self.load_s = 0.0
         self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._inbox: list[_Req] = []
-        self._cancel: list[_Req] = []
-        self._reqs: list[_Req] = []                 # started, in arrival order (scheduler thread only)
         self._inside = 0                            # submitted and not finished
-        self._ids = itertools.count(1)
-        self._stop = False
-        # totals over the server's life, for /health (what the time went to)
-        self.stats = {"requests_done": 0, "pieces": 0, "encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0,
-                      "steps": 0, "step_rows": 0, "generated_tokens": 0}
-        self.thread = threading.Thread(target=self._main, name="asrgguf-scheduler", daemon=True)
+        self._left: set[int] = set()                # requests already counted out
+        self.thread = threading.Thread(target=self._main, name="asrgguf-engine", daemon=True)
 
-    # --- called from the asyncio side (any thread)
     def start(self) -> None:
         self.thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop = True
-        self._wake.set()
+        if self.sched is not None:
+            self.sched.stop()
         if self.thread.is_alive():
             self.thread.join(timeout)
 
@@ -197,48 +148,60 @@ class Scheduler:
     def capacity(self) -> int:
         return self.cfg.parallel + self.cfg.max_queue
 
+    @property
+    def n_ctx(self) -> int:
+        return self.sched.n_ctx if self.sched else 0
+
     def counts(self) -> dict:
         with self._lock:
-            st = dict(self.stats)
             d = {"requests": self._inside, "capacity": self.capacity, "parallel": self.cfg.parallel}
-        st = {k: round(v, 3) if isinstance(v, float) else v for k, v in st.items()}
+        st = {k: round(v, 3) if isinstance(v, float) else v for k, v in dict(self.sched.stats).items()}
         st["mean_rows_per_step"] = round(st["step_rows"] / st["steps"], 2) if st["steps"] else 0.0
         return {**d, "totals": st}
 
-    def submit(self, source, opts, emit) -> _Req:
+    def submit(self, source, opts, emit) -> Request:
+        """A request for an upload (a BytesIO named after it); emit(kind, payload) gets "ready" (its first
+        piece is read), "segment", "done" and "error", from other threads."""
         with self._lock:
             if self._inside >= self.capacity:
                 raise ApiError(429, f"the server is busy: {self._inside} requests are being transcribed or waiting "
                                     f"(--parallel {self.cfg.parallel} + --max-queue {self.cfg.max_queue}); "
                                     f"retry later", "queue_full")
             self._inside += 1
-            r = _Req(next(self._ids), source, opts, emit)
-            self._inbox.append(r)
-        self._wake.set()
-        return r
 
-    def cancel(self, r: _Req) -> None:
-        """The client went away: free its sequences at the next step."""
-        if r.finished:
-            return
-        r.cancelled = True
+        holder: list[Request] = []
+
+        def released(kind, payload):
+            if kind in ("done", "error"):
+                self._leave_once(holder[0])
+            emit(kind, payload)
+        sched, tr = self.sched, self.tr
+        feed = ThreadFeed(lambda: tr.open_pieces(source, opts.piece_seconds)[2], READ_AHEAD,
+                          on_first=lambda: emit("ready", None), wake=sched.wake)
+        holder.append(Request(feed, opts, emit=released, max_active=self.cfg.parallel))
+        return sched.submit(holder[0])
+
+    def cancel(self, req: Request) -> None:
+        """The client went away: its sequences are freed at the next step."""
+        if not req.finished:
+            self.sched.cancel(req)
+            if req.error is None:
+                self._leave_once(req)
+
+    def _leave_once(self, req: Request) -> None:
         with self._lock:
-            self._cancel.append(r)
-        self._wake.set()
+            if req.id not in self._left:
+                self._left.add(req.id)
+                self._inside -= 1
 
-    # --- the scheduler thread
     def _main(self) -> None:
-        from .generate import Batcher
-        from .transcribe import Options
-
         t0 = time.perf_counter()
         try:
             self.tr = self._load()
+            self.sched = self.tr.scheduler
             base = Options.make(max_new_tokens=self.cfg.max_new_tokens, piece_seconds=self.cfg.piece_seconds,
                                 bench_tokens=self.cfg.bench_tokens)
-            n = self.tr.positions_needed(base) + PROMPT_ALLOWANCE
-            self.batcher = Batcher(self.tr.decoder, self.tr.stop_ids, self.cfg.parallel, n)
-            self.n_ctx = self.tr.decoder.n_ctx
+            self.sched.reserve(self.cfg.parallel, self.tr.positions_needed(base) + PROMPT_ALLOWANCE)
         except BaseException as e:  # noqa: BLE001 - reported as one line, the server then exits
             self.load_error = str(e).splitlines()[0] if str(e) else type(e).__name__
             if not isinstance(e, AsrggufError):
@@ -249,200 +212,15 @@ class Scheduler:
         self.load_s = time.perf_counter() - t0
         self.loaded.set()
         try:
-            self._loop()
+            self.sched.run_forever()
         finally:
-            with self._lock:
-                left, self._inbox = self._reqs + self._inbox, []
-            for r in left:
-                self._drop(r, ApiError(503, "the server is shutting down", "shutting_down"))
+            self.sched.drain(ApiError(503, "the server is shutting down", "shutting_down"))
             self.tr.close()
-
-    def _loop(self) -> None:
-        b = self.batcher
-        while not self._stop:
-            self._wake.clear()
-            with self._lock:
-                inbox, self._inbox = self._inbox, []
-                cancels, self._cancel = self._cancel, []
-            for r in cancels:
-                if r in self._reqs:
-                    self._drop(r, None)
-            for r in inbox:
-                self._admit(r)
-            self._look_ahead()
-            added = self._fill()
-            if b.active:
-                try:
-                    finished = b.step()
-                except Exception as e:  # noqa: BLE001 - the requests in the step fail, the server goes on
-                    traceback.print_exc(file=sys.stderr)
-                    for r in {j.tag[0] for j in b.active}:
-                        self._fail(r, 500, f"decoding failed: {type(e).__name__}: {e}", "internal_error")
-                    continue
-                rows = len(b.active)   # the jobs this step decoded (the finished ones have left)
-                with self._lock:
-                    self.stats["steps"] += 1 if rows else 0
-                    self.stats["step_rows"] += rows
-                    self.stats["prefill_s"], self.stats["decode_s"] = b.prefill_s, b.decode_s
-                for job in finished:
-                    self._finished(job)
-            elif not added:
-                self._wake.wait(0.5)
-
-    def _admit(self, r: _Req) -> None:
-        """Check what can be checked before reading any audio, then start its reader."""
-        if r.cancelled:
-            self._release(r)
-            return
-        try:
-            need = self.tr.positions_needed(r.opts)
-        except Exception as e:  # noqa: BLE001
-            self._fail(r, 500, f"{type(e).__name__}: {e}", "internal_error")
-            return
-        if need > self.n_ctx:
-            self._fail(r, 400, f"the prompt is too long: a piece of this request can need {need} context positions "
-                               f"and a sequence holds {self.n_ctx} (shorten the prompt by {need - self.n_ctx} "
-                               f"tokens or more)", "prompt_too_long")
-            return
-        r.started = True
-        self._reqs.append(r)
-        threading.Thread(target=self._read, args=(r,), name=f"asrgguf-reader-{r.id}", daemon=True).start()
-
-    def _read(self, r: _Req) -> None:
-        """Reader thread: the upload -> pieces, READ_AHEAD at most waiting."""
-        def put(item) -> bool:
-            while not r.cancelled and not self._stop:
-                try:
-                    r.pieces.put(item, timeout=0.5)
-                except queue.Full:
-                    continue
-                self._wake.set()
-                return True
-            return False
-
-        try:
-            _, duration, pieces = self.tr.open_pieces(r.source, r.opts.piece_seconds)
-            n = 0
-            for p in pieces:
-                if n == 0:
-                    r.emit("ready", {"duration": duration})
-                if not put(p):
-                    return
-                n += 1
-            put(_EOF(n))
-        except AsrggufError as e:
-            put(ApiError(400, str(e), "invalid_audio"))
-        except Exception as e:  # noqa: BLE001 - this request fails, the others go on
-            put(ApiError(500, f"reading the audio failed: {type(e).__name__}: {e}", "internal_error"))
-        finally:
-            r.source = None
-
-    def _look_ahead(self) -> None:
-        for r in list(self._reqs):
-            while r.ahead is None and not r.finished:
-                try:
-                    item = r.pieces.get_nowait()
-                except queue.Empty:
-                    break
-                if isinstance(item, ApiError):
-                    self._fail(r, item.status, item.message, item.code)
-                elif isinstance(item, _EOF):
-                    r.n_pieces = item.n
-                    self._deliver(r)
-                else:
-                    r.ahead = item
-
-    def _fill(self) -> bool:
-        b, added = self.batcher, False
-        while b.free:
-            ready = [r for r in self._reqs if r.ahead is not None]
-            if not ready:
-                break
-            r = min(ready, key=lambda q: (q.active, q.id))
-            piece, r.ahead = r.ahead, None
-            try:
-                t = {}
-                job = self.tr.make_job(piece, r.opts, t, tag=(r, piece))
-                with self._lock:
-                    self.stats["encode_s"] += sum(t.values())
-                    self.stats["pieces"] += 1
-                if r.opts.timestamps != "word":
-                    piece.wav = None  # only the embeddings wait for the decode
-                b.add(job)
-            except AsrggufError as e:
-                self._fail(r, 400, str(e), "invalid_request")
-                continue
-            except Exception as e:  # noqa: BLE001
-                self._fail(r, 500, f"{type(e).__name__}: {e}", "internal_error")
-                continue
-            r.active += 1
-            r.prompt_tokens += len(job.prompt)
-            added = True
-            self._look_ahead()
-        return added
-
-    def _finished(self, job) -> None:
-        r, piece = job.tag
-        if r.finished or job.cancelled:
-            return
-        r.active -= 1
-        try:
-            seg = self.tr.segment(job, piece, r.opts)
-        except Exception as e:  # noqa: BLE001
-            self._fail(r, 500, f"{type(e).__name__}: {e}", "internal_error")
-            return
-        r.generated_tokens += len(job.ids)
-        with self._lock:
-            self.stats["generated_tokens"] += len(job.ids)
-        r.done[piece.index] = seg
-        self._deliver(r)
-
-    def _deliver(self, r: _Req) -> None:
-        while r.next_id in r.done:
-            seg = r.done.pop(r.next_id)
-            r.end_s = max(r.end_s, seg.end)
-            r.emit("segment", seg)
-            r.next_id += 1
-        if r.n_pieces is not None and r.next_id >= r.n_pieces:
-            with self._lock:
-                self.stats["requests_done"] += 1
-            r.emit("done", {"duration": r.end_s, "prompt_tokens": r.prompt_tokens,
-                            "generated_tokens": r.generated_tokens})
-            self._drop(r, None)
-
-    def _fail(self, r: _Req, status: int, message: str, code: str | None) -> None:
-        self._drop(r, ApiError(status, message, code))
-
-    def _drop(self, r: _Req, err: ApiError | None) -> None:
-        if r.finished:
-            return
-        if err is not None and not r.cancelled:
-            r.emit("error", err)
-        r.cancelled = r.cancelled or err is not None  # stops its reader
-        if self.batcher is not None:
-            for job in [j for j in self.batcher.active if j.tag[0] is r]:
-                self.batcher.cancel(job)
-        if r in self._reqs:
-            self._reqs.remove(r)
-        self._release(r)
-
-    def _release(self, r: _Req) -> None:
-        if not r.finished:
-            r.finished = True
-            r.cancelled = True
-            r.ahead = None
-            with self._lock:
-                self._inside -= 1
 
 
 # ----------------------------------------------------------------------------- responses
-def _transcription(segs: list, duration: float, name: str, timestamps: str, model: dict):
-    from .output import join_texts, merge_languages
-    from .transcribe import Transcription
-
-    return Transcription(audio=name, language=merge_languages(s.language for s in segs),
-                         text=join_texts(s.text for s in segs), segments=segs, duration=duration,
-                         model=dict(model), timing="word" if timestamps == "word" else "interpolated")
+def _transcription(segs: list, duration: float, name: str, opts, model: dict) -> Transcription:
+    return Transcription.collect(segs, TranscriptionInfo(name, opts.language, duration, opts, model))
 
 
 def verbose_json(res, words: bool) -> dict:
@@ -487,7 +265,7 @@ async def _wait_disconnect(receive) -> None:
             return
 
 
-def create_app(cfg: ServeConfig, scheduler: Scheduler | None = None):
+def create_app(cfg: ServeConfig, engine: EngineThread | None = None):
     check_dependencies()
     from starlette.applications import Starlette
     from starlette.datastructures import UploadFile
@@ -495,11 +273,7 @@ def create_app(cfg: ServeConfig, scheduler: Scheduler | None = None):
     from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
     from starlette.routing import Route
 
-    from . import formats
-    from .languages import normalize_language
-    from .transcribe import Options
-
-    sched = scheduler or Scheduler(cfg)
+    sched = engine or EngineThread(cfg)
     limit = int(cfg.max_upload_mb * 1024 * 1024)
     created = int(time.time())
 
@@ -614,6 +388,11 @@ def create_app(cfg: ServeConfig, scheduler: Scheduler | None = None):
                                 timestamps="word" if words else "segment")
         except AsrggufError as e:
             raise ApiError(400, str(e), "invalid_request") from None
+        need = sched.tr.positions_needed(opts)
+        if need > sched.n_ctx:
+            raise ApiError(400, f"the prompt is too long: a piece of this request can need {need} context positions "
+                                f"and a sequence holds {sched.n_ctx} (shorten the prompt by {need - sched.n_ctx} "
+                                f"tokens or more)", "prompt_too_long")
         data = await f.read()
         name = f.filename or "upload"
         if not data:
@@ -653,7 +432,7 @@ def create_app(cfg: ServeConfig, scheduler: Scheduler | None = None):
             return Response(status_code=499)
         if first[0] == "error":
             gone.cancel()
-            raise first[1]
+            raise api_error(first[1])
         pending = [] if first[0] == "ready" else [first]   # no pieces at all: "done" comes first
 
         async def next_event_after_first():
@@ -669,19 +448,19 @@ def create_app(cfg: ServeConfig, scheduler: Scheduler | None = None):
                             return
                         kind, payload = ev
                         if kind == "segment":
-                            from .output import join_texts
                             new = join_texts([text, payload.text])
                             delta, text = new[len(text):], new
                             if delta:
                                 yield _sse({"type": "transcript.text.delta", "delta": delta})
                         elif kind == "done":
-                            usage = {"type": "tokens", "input_tokens": payload["prompt_tokens"],
-                                     "output_tokens": payload["generated_tokens"],
-                                     "total_tokens": payload["prompt_tokens"] + payload["generated_tokens"]}
+                            st = payload.stats
+                            usage = {"type": "tokens", "input_tokens": st["prompt_tokens"],
+                                     "output_tokens": st["generated_tokens"],
+                                     "total_tokens": st["prompt_tokens"] + st["generated_tokens"]}
                             yield _sse({"type": "transcript.text.done", "text": text, "usage": usage})
                             return
                         elif kind == "error":
-                            yield _sse(payload.body())
+                            yield _sse(api_error(payload).body())
                             return
                 finally:
                     sched.cancel(r)
@@ -700,13 +479,13 @@ def create_app(cfg: ServeConfig, scheduler: Scheduler | None = None):
                 if kind == "segment":
                     segs.append(payload)
                 elif kind == "error":
-                    raise payload
+                    raise api_error(payload)
                 elif kind == "done":
-                    fin = payload
+                    fin = payload.stats
         finally:
             sched.cancel(r)
             gone.cancel()
-        res = _transcription(segs, fin["duration"], name, opts.timestamps, sched.tr.model_info)
+        res = _transcription(segs, fin["audio_seconds"], name, opts, sched.tr.model_info)
         if fmt == "json":
             return JSONResponse({"text": res.text, "usage": {"type": "duration", "seconds": round(res.duration, 3)}})
         if fmt == "text":
@@ -743,7 +522,7 @@ def create_app(cfg: ServeConfig, scheduler: Scheduler | None = None):
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
     ], exception_handlers={404: not_found, 405: method_not_allowed, 500: internal}, lifespan=lifespan)
-    app.state.scheduler = sched
+    app.state.engine = sched
     return app
 
 
@@ -765,7 +544,7 @@ def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_level
         if server is not None:
             server.should_exit = True
 
-    sched = Scheduler(cfg, on_load_failed=failed)
+    sched = EngineThread(cfg, on_load_failed=failed)
     app = create_app(cfg, sched)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=5,
                             lifespan="on")

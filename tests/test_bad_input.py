@@ -567,18 +567,18 @@ def test_python_api_bad_input(demo_tr, i):
 
     source, kw, msg = _api_cases()[i]
     with pytest.raises(AsrggufError) as e:
-        demo_tr.transcribe(source, **kw)
+        demo_tr.transcribe_all(source, **kw)
     assert str(e.value) == msg
 
 
 def test_python_api_channel_layouts_bytes_and_file_objects(demo_tr):
     """(frames, channels) as soundfile.read gives, (channels, frames) as librosa gives, bytes and a binary file
     object: the same ids as the path."""
-    want = demo_tr.transcribe(str(SAMPLE)).token_ids
+    want = demo_tr.transcribe_all(str(SAMPLE)).token_ids
     w, sr = sf.read(SAMPLE, dtype="float32")
     st = np.stack([w, w], axis=1)
-    assert demo_tr.transcribe((st, sr)).token_ids == want
-    assert demo_tr.transcribe((st.T.copy(), sr)).token_ids == want
-    assert demo_tr.transcribe(SAMPLE.read_bytes()).token_ids == want
+    assert demo_tr.transcribe_all((st, sr)).token_ids == want
+    assert demo_tr.transcribe_all((st.T.copy(), sr)).token_ids == want
+    assert demo_tr.transcribe_all(SAMPLE.read_bytes()).token_ids == want
     with open(SAMPLE, "rb") as f:
-        assert demo_tr.transcribe(f).token_ids == want
+        assert demo_tr.transcribe_all(f).token_ids == want

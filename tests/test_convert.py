@@ -132,10 +132,10 @@ def test_same_mmproj_as_llama_cpp(llama_cpp_pair, gguf_pair, ck_gqa):
 def test_asrgguf_reads_llama_cpp_files(llama_cpp_pair, gguf_pair, ck_gqa, clip5):
     from asrgguf import Transcriber
 
-    ours = Transcriber.from_gguf(*gguf_pair(ck_gqa, "f32"), max_new_tokens=24).transcribe(str(clip5))
+    ours = Transcriber.from_gguf(*gguf_pair(ck_gqa, "f32"), max_new_tokens=24).transcribe_all(str(clip5))
     mixed = Transcriber.from_gguf(llama_cpp_pair[0], gguf_pair(ck_gqa, "f32")[1], max_new_tokens=24)
-    assert mixed.transcribe(str(clip5)).token_ids == ours.token_ids
-    theirs = Transcriber.from_gguf(*llama_cpp_pair, max_new_tokens=24).transcribe(str(clip5))
+    assert mixed.transcribe_all(str(clip5)).token_ids == ours.token_ids
+    theirs = Transcriber.from_gguf(*llama_cpp_pair, max_new_tokens=24).transcribe_all(str(clip5))
     assert len(theirs.token_ids) > 0
 
 

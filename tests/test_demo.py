@@ -65,7 +65,7 @@ def test_official_gives_the_same_text(clips, f32_transcriber):
 
     model = official_model(str(demo.CHECKPOINT), max_new_tokens=512)
     for path, text in clips[:N_OFFICIAL]:
-        res = f32_transcriber.transcribe(str(path), repetition_guard=False)  # the official has no guard
+        res = f32_transcriber.transcribe_all(str(path), repetition_guard=False)  # the official has no guard
         official = model.transcribe(str(path))[0]
         assert (res.language, res.text) == (official.language, official.text)
         assert res.language == "English" and res.text
@@ -134,7 +134,7 @@ def test_run_model_demo_word_times():
     segment, each boundary within ALIGN_MAX_MS of espeak-ng's and ALIGN_MEAN_MS on average."""
     import json
 
-    from asrgguf.transcribe import Word
+    from asrgguf.results import Word
 
     r = subprocess.run([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo", "--timestamps", "word",
                         "--format", "json", "--quiet", "--threads", "2", str(demo.SAMPLE)],

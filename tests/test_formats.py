@@ -5,14 +5,14 @@ import pytest
 
 from asrgguf import formats
 from asrgguf.output import join_texts, sentence_times
-from asrgguf.transcribe import Segment, Transcription
+from asrgguf.results import Segment, Sentence, Transcription
 
 
 def _fake_result(texts):
     segs, t = [], 0.0
     for i, tx in enumerate(texts):
         s = Segment(i, t, t + 28.5, tx, "English", tx, [])
-        s.sentences = sentence_times(tx, s.start, s.end)
+        s.sentences = [Sentence(**d) for d in sentence_times(tx, s.start, s.end)]
         segs.append(s)
         t += 28.5
     return Transcription("x.wav", "English", join_texts(texts), segs, t)

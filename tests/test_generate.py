@@ -16,7 +16,7 @@ def test_jobs_joining_late_get_the_ids_they_get_alone(gguf_pair, ck_gqa, clip5, 
     exactly the ids each produces alone in a one-sequence batcher."""
     from asrgguf import Transcriber
     from asrgguf.pieces import iter_pieces
-    from asrgguf.transcribe import Options
+    from asrgguf.options import Options
     from reference import official_wav
 
     tr = Transcriber.from_gguf(*gguf_pair(ck_gqa, "f32"), threads=2)

@@ -31,7 +31,7 @@ def test_pair_runs_in_llama_cpp_where_counts_agree(gguf_pair, ck_gqa, clip5, tmp
     sf.write(path, wav, 16000, subtype="FLOAT")
     dec, mm = gguf_pair(ck_gqa, "f32")
     peer = mtmd(dec, mm, path)
-    ours = Transcriber.from_gguf(dec, mm, max_new_tokens=24).transcribe(str(path))
+    ours = Transcriber.from_gguf(dec, mm, max_new_tokens=24).transcribe_all(str(path))
     assert peer["n_audio_positions"] == output_length(399) == 52
     assert peer["token_ids"] == ours.token_ids
     ref = official_tokens(official_model(str(ck_gqa)), wav, max_new_tokens=24)

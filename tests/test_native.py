@@ -346,9 +346,9 @@ from asrgguf import Transcriber, native
 with Transcriber.from_gguf(sys.argv[1], threads=2) as t:
     kw = dict(max_new_tokens=24, piece_seconds=10.0)
     s0 = native.stats()["products"]
-    together = t.transcribe(sys.argv[2], parallel=3, **kw)
+    together = t.transcribe_all(sys.argv[2], parallel=3, **kw)
     s1 = native.stats()["products"]
-    alone = t.transcribe(sys.argv[2], parallel=1, **kw)
+    alone = t.transcribe_all(sys.argv[2], parallel=1, **kw)
     print(json.dumps({"native": t.model_info["native"], "together": [s.token_ids for s in together.segments],
                       "alone": [s.token_ids for s in alone.segments], "products_together": s1 - s0}))
 """

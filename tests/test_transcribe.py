@@ -43,7 +43,7 @@ def test_f32_tokens_identical_to_official(request, gguf_pair, ck, clip, language
     ck_dir, path = request.getfixturevalue(ck), str(request.getfixturevalue(clip))
     model = official_model(str(ck_dir))
     ref = official_tokens(model, official_wav(path), context, language, MAX_NEW)
-    res = transcriber(gguf_pair, ck_dir, "f32").transcribe(path, language=language, context=context,
+    res = transcriber(gguf_pair, ck_dir, "f32").transcribe_all(path, language=language, context=context,
                                                            repetition_guard=False)  # the official has no guard
     assert len(ref) > 10 and len(set(ref)) >= 2  # the random model says something that varies
     assert res.token_ids == ref and len(res.segments) == 1
@@ -72,7 +72,7 @@ def test_prompt_ids_identical_to_official(request, gguf_pair, ck_gqa, clip):
 
 def test_output_depends_on_audio(gguf_pair, ck_gqa, clip5, clip20):
     tr = transcriber(gguf_pair, ck_gqa, "f32")
-    assert tr.transcribe(str(clip5)).token_ids != tr.transcribe(str(clip20)).token_ids
+    assert tr.transcribe_all(str(clip5)).token_ids != tr.transcribe_all(str(clip20)).token_ids
 
 
 @pytest.mark.parametrize("outtype", ["f16", "q8_0"])
@@ -80,7 +80,7 @@ def test_quantized_decoders_run(request, gguf_pair, ck_gqa, clip5, outtype):
     """f16 gives the official tokens; q8_0 at least starts on them (random weights have tiny margins)."""
     model = official_model(str(ck_gqa))
     ref = official_tokens(model, official_wav(str(clip5)), "", None, MAX_NEW)
-    res = transcriber(gguf_pair, ck_gqa, outtype).transcribe(str(clip5))
+    res = transcriber(gguf_pair, ck_gqa, outtype).transcribe_all(str(clip5))
     agree = next((i for i, (a, b) in enumerate(zip(res.token_ids, ref)) if a != b), min(len(ref), len(res.token_ids)))
     print(f"{outtype}: first {agree} of {len(ref)} tokens identical to the official ones")
     assert res.timings["generated_tokens"] == len(res.token_ids) == MAX_NEW
@@ -89,7 +89,7 @@ def test_quantized_decoders_run(request, gguf_pair, ck_gqa, clip5, outtype):
 
 
 def test_bench_tokens_generates_exactly_n(gguf_pair, ck_gqa, clip5):
-    res = transcriber(gguf_pair, ck_gqa, "q8_0").transcribe(str(clip5), bench_tokens=57)
+    res = transcriber(gguf_pair, ck_gqa, "q8_0").transcribe_all(str(clip5), bench_tokens=57)
     assert len(res.token_ids) == 57
 
 
@@ -98,22 +98,22 @@ def test_array_input_equals_file_input(gguf_pair, ck_gqa, clip5):
 
     tr = transcriber(gguf_pair, ck_gqa, "f32")
     data, sr = sf.read(str(clip5), dtype="float32")
-    assert tr.transcribe((data, sr)).token_ids == tr.transcribe(str(clip5)).token_ids
+    assert tr.transcribe_all((data, sr)).token_ids == tr.transcribe_all(str(clip5)).token_ids
     wav16 = official_wav(str(clip5))
-    assert tr.transcribe(wav16).token_ids == tr.transcribe(str(clip5)).token_ids
+    assert tr.transcribe_all(wav16).token_ids == tr.transcribe_all(str(clip5)).token_ids
 
 
 def test_silence(gguf_pair, ck_gqa):
     tr = transcriber(gguf_pair, ck_gqa, "f32")
-    res = tr.transcribe(np.zeros(16000 * 2, np.float32))
+    res = tr.transcribe_all(np.zeros(16000 * 2, np.float32))
     assert res.duration == res.timings["audio_seconds"] == 2.0 and len(res.token_ids) > 0
 
 
 def test_repetition_guard_stops_a_looping_model(gguf_pair, ck_mha, clip20):
     """The tied random model falls into a loop: the guard stops it, the official fix collapses the text."""
     tr = transcriber(gguf_pair, ck_mha, "f32")
-    free = tr.transcribe(str(clip20), max_new_tokens=120, repetition_guard=False)
-    guarded = tr.transcribe(str(clip20), max_new_tokens=120)
+    free = tr.transcribe_all(str(clip20), max_new_tokens=120, repetition_guard=False)
+    guarded = tr.transcribe_all(str(clip20), max_new_tokens=120)
     assert len(free.token_ids) == 120 and free.repetitions_stopped == 0
     assert guarded.repetitions_stopped == 1 and guarded.segments[0].repetition_stopped
     assert len(guarded.token_ids) < 120
@@ -122,7 +122,7 @@ def test_repetition_guard_stops_a_looping_model(gguf_pair, ck_mha, clip20):
 
 def test_gpu_backends_read_from_library_names(tmp_path):
     """A GPU build of llama.cpp loads the decoder after torch (not beside it): found by library name."""
-    from asrgguf.transcribe import llama_gpu_backends
+    from asrgguf.models import llama_gpu_backends
 
     for name in ("libggml-base.so", "libggml-cpu.so", "libllama.so", "libmtmd.so"):
         (tmp_path / name).touch()
@@ -182,21 +182,21 @@ def tr(gguf_pair, ck_gqa):
 def test_segments_cover_the_audio(tr, real_files):
     path = real_files["flac44"]
     n = official_utils().normalize_audio_input(str(path)).size
-    res = tr.transcribe(path, max_new_tokens=6, piece_seconds=10.0)
+    res = tr.transcribe_all(path, max_new_tokens=6, piece_seconds=10.0)
     segs = res.segments
     assert len(segs) >= 4 and segs[0].start == 0.0
     for a, b in zip(segs, segs[1:]):
         assert a.end == b.start and a.start < a.end  # exact: both are the cut's sample / 16000
     assert segs[-1].end == n / 16000 == res.duration
     for s in segs:
-        times = [(x["start"], x["end"]) for x in s.sentences]
+        times = [(x.start, x.end) for x in s.sentences]
         flat = [t for ab in times for t in ab]
         assert flat == sorted(flat) and (not times or (times[0][0] == round(s.start, 3)
                                                         and times[-1][1] == round(s.end, 3)))
     d = json.loads(formats.to_json(res))
     assert d["timings"]["pieces"] == len(segs) and d["repetitions_stopped"] == 0 and len(d["segments"]) == len(segs)
     # one piece per segment, each decoded as Transcriber.transcribe decodes that piece
-    one = tr.transcribe(split_array(official_utils().normalize_audio_input(str(path)), 10.0)[1][0],
+    one = tr.transcribe_all(split_array(official_utils().normalize_audio_input(str(path)), 10.0)[1][0],
                         max_new_tokens=6)
     assert segs[1].token_ids == one.token_ids and segs[1].text == one.text
 
@@ -214,7 +214,7 @@ def test_parallel_pieces_decode_as_the_official_does_each(gguf_pair, ck_gqa, rea
     dec, mm = gguf_pair(ck_gqa, "f32")
     t = Transcriber.from_gguf(dec, mm, threads=2)
     try:
-        res = t.transcribe(path, max_new_tokens=24, piece_seconds=10.0, parallel=3)
+        res = t.transcribe_all(path, max_new_tokens=24, piece_seconds=10.0, parallel=3)
     finally:
         t.close()
     model = official_model(str(ck_gqa))
@@ -229,7 +229,7 @@ _API_SCRIPT = r"""
 import json, resource, sys
 from asrgguf import Transcriber
 tr = Transcriber.from_gguf(sys.argv[1], threads=2)
-r = tr.transcribe(sys.argv[2], max_new_tokens=4)
+r = tr.transcribe_all(sys.argv[2], max_new_tokens=4)
 print(json.dumps({"rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "seconds": r.duration,
                   "segments": [[s.start, s.end, s.token_ids, s.text] for s in r.segments]}))
 """

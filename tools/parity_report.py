@@ -94,7 +94,7 @@ def main(argv=None) -> int:
                 for dtype in ("float32", "bfloat16") if bf else ("float32",):
                     with Transcriber.from_gguf(dec_path, pairs["f32"][1], max_new_tokens=a.tokens, device="cpu",
                                                dtype=dtype) as tr:
-                        got = tr.transcribe(str(path), repetition_guard=False).token_ids
+                        got = tr.transcribe_all(str(path), repetition_guard=False).token_ids
                     same = next((i for i, (x, y) in enumerate(zip(got, ref)) if x != y), min(len(got), len(ref)))
                     agree.append("identical" if got == ref else f"{same} of {len(ref)}")
                 lines.append(f"| {ck_name} | {clip_name} | {mel_err:.1e} | {enc_err:.1e} | {t} | {logit_err[t]:.1e} | "

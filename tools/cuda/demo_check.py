@@ -16,13 +16,12 @@ refs = json.loads((Path(d) / "ref.json").read_text())
 ref = refs[key]
 t0 = time.perf_counter()
 kw = dict(device=dev, dtype=dt, n_gpu_layers=None if ngl == "auto" else int(ngl))
-t = Transcriber.from_gguf(dec, max_new_tokens=64, **kw)
+t = Transcriber.from_gguf(dec, max_new_tokens=64, aligner=Aligner.load("demo", **kw) if want_words else None, **kw)
 if want_words:
-    t.aligner = Aligner.load("demo", **kw)
     print(f"  aligner: {t.aligner.engine.model_info}")
 print(f"  loaded in {time.perf_counter() - t0:.2f} s: {t.model_info}")
 for i, name in enumerate(refs["clips"]):
-    r = t.transcribe(str(Path(d) / name), timestamps="word" if want_words else "segment")
+    r = t.transcribe_all(str(Path(d) / name), timestamps="word" if want_words else "segment")
     n = next((j for j, (a, b) in enumerate(zip(ref[i], r.token_ids)) if a != b), min(len(ref[i]), len(r.token_ids)))
     print(f"  {name}: ids == {key}: {r.token_ids == ref[i]} (first difference at {n} of {len(ref[i])}) "
           f"{r.text!r} {({k: round(v, 4) for k, v in r.timings.items() if isinstance(v, float)})}")

@@ -36,20 +36,19 @@ def main(out: Path) -> None:
         subprocess.run([sys.executable, "-m", "asrgguf.cli", "quantize", str(demo.CHECKPOINT), "--outtype", "f32",
                         "-o", tmp, "--quiet"], check=True)
         with Transcriber.from_gguf(Path(tmp) / "qwen3-asr-demo-f32.gguf", max_new_tokens=64) as t:
-            ref["cpu_f32"] = [t.transcribe(str(p)).token_ids for p in clips]
+            ref["cpu_f32"] = [t.transcribe_all(str(p)).token_ids for p in clips]
     for key, off in (("cpu_q8_0", None), ("cpu_q8_0_llamacpp", "1")):
         os.environ.pop("ASRGGUF_NO_NATIVE", None)
         if off:
             os.environ["ASRGGUF_NO_NATIVE"] = off   # what --no-native sets
         with Transcriber.from_pretrained("demo", max_new_tokens=64) as t:
-            res = [t.transcribe(str(p)) for p in clips]
+            res = [t.transcribe_all(str(p)) for p in clips]
             ref[key + "_native"] = t.model_info["native"]
         ref[key] = [r.token_ids for r in res]
         ref[key + "_text"] = [r.text for r in res]
     os.environ.pop("ASRGGUF_NO_NATIVE", None)
-    with Transcriber.from_pretrained("demo", max_new_tokens=64) as t, Aligner.load("demo") as al:
-        t.aligner = al
-        ref["cpu_words"] = [words(t.transcribe(str(p), timestamps="word")) for p in clips]
+    with Transcriber.from_pretrained("demo", max_new_tokens=64, aligner=Aligner.load("demo")) as t:
+        ref["cpu_words"] = [words(t.transcribe_all(str(p), timestamps="word")) for p in clips]
     (out / "ref.json").write_text(json.dumps(ref))
     print("asrgguf f32 == official f32:", ref["cpu_f32"] == ref["official_f32"], "texts:", ref["cpu_q8_0_text"],
           "native:", ref["cpu_q8_0_native"], ref["cpu_q8_0_llamacpp_native"], "words:", ref["cpu_words"][0])
