@@ -265,7 +265,7 @@ def quantize(model_dir, outtype, mmproj_type, outdir, threads, quiet):
 
     mm = mmproj_type or ("f32" if outtype.lower() == "f32" else "f16")
     with deferred_signals():  # Ctrl-C / SIGTERM stop at the next block: temporary files removed, nothing half-written
-        dec, mmp = quantize_checkpoint(model_dir, outtype, outdir, mm, progress=None if not quiet else False,
+        dec, mmp = quantize_checkpoint(model_dir, outtype, outdir, mm, progress=not quiet and sys.stderr.isatty(),
                                        threads=threads)
     click.echo(str(dec))
     click.echo(str(mmp))
@@ -369,7 +369,9 @@ def serve(gguf_path, mmproj, model_dir, host, port, parallel, max_queue, max_upl
     cfg = serve_mod.ServeConfig(engine=engine, parallel=parallel, max_queue=max_queue, max_upload_mb=max_upload_mb,
                                 api_key=api_key, piece_seconds=piece_seconds, bench_tokens=bench_tokens,
                                 served_model_name=served_model_name)
-    serve_mod.serve(cfg, host, port, log_level)
+    serve_mod.serve(cfg, host, port, log_level, on_ready=lambda s: click.echo(
+        f"asrgguf: {cfg.model_id} loaded in {s:.1f} s; serving on http://{host}:{port} (--parallel {parallel})",
+        err=True))
 
 
 _HIDDEN = {"--bench-tokens"}   # benchmarks only: not in --help, not suggested for a mistyped option

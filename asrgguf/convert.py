@@ -268,7 +268,7 @@ def _progress_bar(total: int, desc: str, enabled: bool):
 
 
 def quantize_checkpoint(model_dir: str | Path, outtype: str = "q8_0", outdir: str | Path | None = None,
-                        mmproj_type: str = "f16", progress: bool | None = None,
+                        mmproj_type: str = "f16", progress: bool = False,
                         threads: int | None = None, decoder: bool = True, mmproj: bool = True,
                         name: str | None = None) -> tuple[Path, Path]:
     """Convert a checkpoint directory; returns (decoder path, mmproj path).
@@ -291,8 +291,6 @@ def quantize_checkpoint(model_dir: str | Path, outtype: str = "q8_0", outdir: st
         clean_stale(target)
     with contextlib.suppress(OSError):
         f16_part.unlink()
-    if progress is None:
-        progress = sys.stderr.isatty()
     if mmproj:
         plans = audio_plans(ck, mmproj_type)
         with _progress_bar(sum(_nbytes(p.shape, p.qtype) for p in plans), mm_path.name, progress) as bar:

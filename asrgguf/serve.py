@@ -530,17 +530,17 @@ def _sse(obj: dict) -> str:
     return f"data: {json.dumps(obj, ensure_ascii=False)}\n\n"
 
 
-def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info") -> None:
-    """Run the server until interrupted; the model loads in the background (GET /health: 503 until then).
-
-    A model that fails to load stops the server with that error (AsrggufError)."""
+def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
+          on_ready: Callable[[float], None] | None = None) -> None:
+    """Run the server until interrupted; the model loads in the background (GET /health: 503 until then),
+    then on_ready(load seconds) is called. A model that fails to load stops the server with that error
+    (AsrggufError)."""
     check_dependencies()
     import uvicorn
 
     server = None
 
     def failed(msg: str) -> None:
-        print(f"asrgguf: error: {msg}", file=sys.stderr, flush=True)
         if server is not None:
             server.should_exit = True
 
@@ -551,9 +551,8 @@ def serve(cfg: ServeConfig, host: str = "127.0.0.1", port: int = 8000, log_level
     server = uvicorn.Server(config)
 
     def announce():
-        if sched.loaded.wait(None) and not sched.load_error:
-            print(f"asrgguf: {cfg.model_id} loaded in {sched.load_s:.1f} s; serving on http://{host}:{port} "
-                  f"(--parallel {cfg.parallel})", file=sys.stderr, flush=True)
+        if sched.loaded.wait(None) and not sched.load_error and on_ready is not None:
+            on_ready(sched.load_s)
     threading.Thread(target=announce, daemon=True).start()
     server.run()
     if sched.load_error:

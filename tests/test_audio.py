@@ -64,3 +64,39 @@ def test_bad_files(tmp_path, content, msg):
 def test_directory(tmp_path):
     with pytest.raises(AsrggufError, match=f"^{tmp_path}: is a directory, not an audio file$"):
         audio.load(tmp_path)
+
+
+def test_libsndfile_chatter_silenced_on_8_threads_and_stderr_kept(tmp_path):
+    """libmpg123's notes about junk mp3 input never reach stderr, while 8 threads read at once; afterwards
+    both Python's stderr (file descriptor 2: tracebacks, the server's log) and C's stderr still print."""
+    import subprocess
+    import sys
+
+    good = tmp_path / "good.mp3"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "sine=f=440:d=3", "-ar", "16000",
+                    str(good)], check=True)
+    data = good.read_bytes()
+    junk = tmp_path / "junk.mp3"
+    junk.write_bytes(data[:2000] + b"\x00garbage" * 200 + data[2000:])
+    code = f"""
+import ctypes, sys, threading
+from asrgguf import audio
+errors = []
+def read(path):
+    for _ in range(5):
+        try:
+            info = audio.probe(path)
+            sum(b.size for b in audio.stream_16k(path, info))
+        except audio.AsrggufError as e:
+            errors.append(str(e))
+ts = [threading.Thread(target=read, args=([{str(junk)!r}, {str(good)!r}][i % 2],)) for i in range(8)]
+[t.start() for t in ts]
+[t.join() for t in ts]
+print("python stderr after", len(errors) > 0, file=sys.stderr, flush=True)
+libc = ctypes.CDLL(None)
+libc.fprintf(ctypes.c_void_p.in_dll(libc, "stderr"), b"c stderr after\\n")
+libc.fflush(None)
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == ["python stderr after True", "c stderr after"]
