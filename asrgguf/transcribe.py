@@ -272,7 +272,8 @@ class Transcriber:
                         info.language = ",".join(langs)
                     yield seg
                 if req.error is not None:
-                    raise req.error
+                    err, req.error = req.error, None   # no cycle request -> exception -> traceback -> request
+                    raise err
                 if req.finished:
                     break
                 sched.pump()

@@ -39,7 +39,7 @@ def official_aligner():
 def test_units_as_official():
     from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForceAlignProcessor
 
-    from asrgguf.align import split_units
+    from asrgguf.units import split_units
 
     off = Qwen3ForceAlignProcessor()
     cases = [(SENTENCES[0] + " It's 3.5% of x-ray's cost, isn't it? (yes)", "English"),
@@ -152,7 +152,7 @@ def test_aligner_errors(ck_al_gqa, ck_gqa, gguf_pair, data_dir):
 
 
 def test_missing_splitter_is_one_line(monkeypatch):
-    import asrgguf.align as A
+    import asrgguf.units as A
     from asrgguf.errors import AsrggufError
 
     monkeypatch.setitem(sys.modules, "nagisa", None)

@@ -349,7 +349,7 @@ def test_gguf_missing_or_directory(tmp_path):
                                 "and codes)", 1),
     (["--device", "tpu"], "unknown --device 'tpu' (auto, cpu, cuda, mps)", 1),
     (["--dtype", "float8"], "unknown --dtype 'float8' (auto, float32, float16, bfloat16)", 1),
-    (["--gguf", DEC], "give either --gguf DECODER.gguf or --model HF_DIR|ORG/NAME", 1),
+    (["--gguf", DEC], "give either --gguf DECODER.gguf or --model HF_DIR|ORG/NAME|demo", 1),
     (["--mmproj", MM], "--mmproj goes with --gguf", 1),
     (["--overwrite"], "--overwrite goes with --output-dir", 1),
     (["--quiet", "--progress"], "--quiet and --progress contradict each other; give one", 1),
@@ -363,7 +363,7 @@ def test_bad_option(args, msg, code):
 
 
 def test_no_model_given():
-    assert one_line(cli("run", SAMPLE)) == err("give either --gguf DECODER.gguf or --model HF_DIR|ORG/NAME")
+    assert one_line(cli("run", SAMPLE)) == err("give either --gguf DECODER.gguf or --model HF_DIR|ORG/NAME|demo")
 
 
 def test_unwritable_outputs(tmp_path):

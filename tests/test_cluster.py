@@ -16,6 +16,7 @@ from ray.cluster_utils import Cluster
 from conftest import ROOT, espeak
 
 from asrgguf import cluster
+from asrgguf.loading import EngineConfig
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
 N = 8
@@ -88,8 +89,8 @@ def names(d: Path) -> list[str]:
 
 def run_job(pair, inputs, out, fmt, **kw):
     lines = []
-    res = cluster.run([str(inputs)], str(out), gguf=str(pair[0]), ray="auto", workers=2, threads_per_worker=1,
-                      fmt=fmt, report=lines.append, **kw)
+    res = cluster.run([str(inputs)], str(out), EngineConfig(gguf=str(pair[0])), ray="auto", workers=2,
+                      threads_per_worker=1, fmt=fmt, report=lines.append, **kw)
     PIDS.update(res.workers)
     return res, lines
 
@@ -184,7 +185,8 @@ def test_bad_inputs_reported_as_locally_job_goes_on(ray_cluster, pair, inputs, t
     want = [ln[len("asrgguf: error: "):] for ln in r.stderr.splitlines() if ln.startswith("asrgguf: error: ")]
     assert len(want) == 3, r.stderr
     lines = []
-    res = cluster.run(args, str(tmp_path / "o"), gguf=str(pair[0]), ray="auto", workers=1, report=lines.append)
+    res = cluster.run(args, str(tmp_path / "o"), EngineConfig(gguf=str(pair[0])), ray="auto", workers=1,
+                      report=lines.append)
     PIDS.update(res.workers)
     assert (res.summary.done, res.summary.failed) == (1, 3)
     assert lines == want

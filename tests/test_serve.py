@@ -311,7 +311,7 @@ def test_demo_model_equals_run(clip5):
 
 def test_serve_command_errors(tmp_path, monkeypatch):
     r = cli("serve")
-    assert r.returncode == 1 and r.stderr == "asrgguf: error: give either --gguf DECODER.gguf or --model HF_DIR|demo\n"
+    assert r.returncode == 1 and r.stderr == "asrgguf: error: give either --gguf DECODER.gguf or --model HF_DIR|ORG/NAME|demo\n"
     r = cli("serve", "--gguf", tmp_path / "none.gguf")
     assert r.returncode == 1 and r.stderr == f"asrgguf: error: {tmp_path / 'none.gguf'}: no such decoder file\n"
     from asrgguf import serve

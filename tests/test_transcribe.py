@@ -77,7 +77,8 @@ def test_output_depends_on_audio(gguf_pair, ck_gqa, clip5, clip20):
 
 @pytest.mark.parametrize("outtype", ["f16", "q8_0"])
 def test_quantized_decoders_run(request, gguf_pair, ck_gqa, clip5, outtype):
-    """f16 gives the official tokens; q8_0 at least starts on them (random weights have tiny margins)."""
+    """f16 gives the official tokens; q8_0 its first 10 (random weights have tiny margins: docs/parity.md; the
+    same 10 with llama.cpp's products and the native backend's, on AVX2 and on AVX-512 VNNI)."""
     model = official_model(str(ck_gqa))
     ref = official_tokens(model, official_wav(str(clip5)), "", None, MAX_NEW)
     res = transcriber(gguf_pair, ck_gqa, outtype).transcribe_all(str(clip5))
@@ -85,7 +86,7 @@ def test_quantized_decoders_run(request, gguf_pair, ck_gqa, clip5, outtype):
     print(f"{outtype}: first {agree} of {len(ref)} tokens identical to the official ones")
     assert res.timings["generated_tokens"] == len(res.token_ids) == MAX_NEW
     # docs/parity.md on this clip: f16 identical, q8_0 leaves the official path after 10 tokens
-    assert agree == len(ref) if outtype == "f16" else agree >= 1
+    assert agree == len(ref) if outtype == "f16" else agree >= 10
 
 
 def test_bench_tokens_generates_exactly_n(gguf_pair, ck_gqa, clip5):

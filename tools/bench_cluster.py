@@ -76,6 +76,7 @@ def run_ray(gguf: str, inputs: Path, out: Path, workers: int, threads: int, benc
     import ray
 
     from asrgguf import cluster
+    from asrgguf.loading import EngineConfig
 
     t0 = time.perf_counter()
     cluster.connect("local")
@@ -86,9 +87,9 @@ def run_ray(gguf: str, inputs: Path, out: Path, workers: int, threads: int, benc
         if not first:
             first.append(time.perf_counter() - row["seconds"] - t0)
     try:
-        res = cluster.run([str(inputs)], str(out), gguf=gguf, ray="local", workers=workers,
-                          threads_per_worker=threads, fmt="json", overwrite=True, bench_tokens=bench_tokens,
-                          on_file=on_file, quiet=False)
+        res = cluster.run([str(inputs)], str(out), EngineConfig(gguf=gguf), ray="local", workers=workers,
+                          threads_per_worker=threads, fmt="json", overwrite=True,
+                          options={"bench_tokens": bench_tokens}, on_file=on_file)
     finally:
         ray.shutdown()
     wall = time.perf_counter() - t0
