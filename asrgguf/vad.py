@@ -362,9 +362,11 @@ class Packer:
 
 
 def iter_speech_pieces(blocks: Iterable[np.ndarray], piece_seconds: float = DEFAULT_PIECE_SECONDS,
-                       options: VadOptions | None = None) -> Iterator[Piece]:
+                       options: VadOptions | None = None, pack: bool = True) -> Iterator[Piece]:
     """Pieces made only of speech: Silero VAD's regions of a stream of 16 kHz float32 blocks, packed in
-    order up to piece_seconds each (regions are at most that long: max_speech_seconds is capped by it).
+    order up to piece_seconds each (regions are at most that long: max_speech_seconds is capped by it);
+    pack=False gives one region per piece (the demo model stops after the first region of a packed piece:
+    docs/speakers.md).
 
     Each piece's `spans` give, for each stretch of its wav, where it lies in the recording; use
     `piece.recording_time(t)` (end=True for end times) to map a time in the piece back. No speech: no
@@ -373,13 +375,19 @@ def iter_speech_pieces(blocks: Iterable[np.ndarray], piece_seconds: float = DEFA
         raise AsrggufError(f"piece_seconds must be > 0 (got {piece_seconds})")
     det = SpeechDetector(options, piece_seconds)
     tape = _Tape()
-    pack = Packer(int(piece_seconds * SAMPLE_RATE))
+    packer = Packer(int(piece_seconds * SAMPLE_RATE))
+
+    def add(r: Region) -> Iterator[Piece]:
+        yield from packer.add(r.start, tape.take(r.start, r.end))
+        if not pack:
+            yield from packer.close()
+
     for block in blocks:
         x = np.asarray(block, dtype=np.float32).reshape(-1)
         tape.append(x)
         for r in det.feed(x):
-            yield from pack.add(r.start, tape.take(r.start, r.end))
+            yield from add(r)
         tape.drop_before(det.keep_from)
     for r in det.finish():
-        yield from pack.add(r.start, tape.take(r.start, r.end))
-    yield from pack.close()
+        yield from add(r)
+    yield from packer.close()

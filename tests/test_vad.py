@@ -279,3 +279,30 @@ def test_bad_options(kw, msg):
     with pytest.raises(AsrggufError) as e:
         vad.speech_regions([np.zeros(SR, np.float32)], vad.VadOptions(**kw))
     assert str(e.value) == msg
+
+
+# --------------------------------------------------------------------------- with the demo model
+def test_demo_transcribes_only_the_speech(data_dir, clips16):
+    """tools/vad_transcribe.py (the contract the engine's --vad follows): two sentences among 5-10 s
+    silences and 10 s of pink noise give the demo model's text of each sentence alone, at its place in the
+    recording; the noise gives nothing. One region per piece (pack=False): the demo model stops after the
+    first region of a packed piece (docs/speakers.md)."""
+    import demo_speech as speech
+    from vad_transcribe import transcribe_speech
+
+    from asrgguf import Transcriber
+
+    texts = [speech.SAMPLE_TEXT, "Tom bought a red bike on Friday."]
+    clips = [audio.load(str(espeak(data_dir / f"vad_demo{i}.wav", t, speech.TEST_VOICE))) for i, t in enumerate(texts)]
+    z = lambda s: np.zeros(int(s * SR), np.float32)  # noqa: E731
+    noise = pink(10 * SR, np.random.default_rng(0)) * 0.05
+    rec = np.concatenate([z(5), clips[0], z(10), clips[1], z(5), noise, z(3)])
+    where = [(5.0, 5 + clips[0].size / SR)]
+    where.append((where[0][1] + 10, where[0][1] + 10 + clips[1].size / SR))
+    with Transcriber.from_pretrained("demo", threads=2) as tr:
+        alone = [tr.transcribe(c, language="English").text for c in clips]
+        segs = list(transcribe_speech(tr, rec, pack=False, language="English"))
+        assert list(transcribe_speech(tr, noise)) == []
+    assert [s["text"] for s in segs] == alone and alone[0] == texts[0]
+    for s, (a, b) in zip(segs, where):
+        assert a - 0.45 <= s["start"] <= a and b <= s["end"] <= b + 0.45, (s, a, b)
