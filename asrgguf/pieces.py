@@ -8,8 +8,9 @@ argmin ties): the same pieces, with one piece and the search margin in memory.
 """
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -21,12 +22,27 @@ MIN_WINDOW_MS = 100.0
 MIN_PIECE_SECONDS = 0.5               # the official MIN_ASR_INPUT_SECONDS
 
 
+class Span(NamedTuple):
+    """A stretch of a piece's wav that comes from one place in the recording (16-kHz samples)."""
+    piece_start: int         # offset in the piece's wav
+    start: int               # offset in the recording
+    length: int
+
+    @property
+    def end(self) -> int:    # the recording's sample just after it
+        return self.start + self.length
+
+
 @dataclass
 class Piece:
     index: int
     wav: np.ndarray          # what the model gets (zero-padded to 0.5 s when split, as officially)
     start: int               # first sample in the recording (16 kHz)
     length: int              # samples of the recording it covers (before padding)
+    # None: wav is the recording's [start, start + length) (plus padding). Otherwise (speech regions packed by
+    # asrgguf/vad.py) wav is these spans end to end, in order, then zero padding; start and length cover the
+    # recording from the first span's start to the last one's end, gaps (non-speech left out) included.
+    spans: tuple[Span, ...] | None = None
 
     @property
     def start_s(self) -> float:
@@ -35,6 +51,31 @@ class Piece:
     @property
     def end_s(self) -> float:
         return (self.start + self.length) / SAMPLE_RATE
+
+    def _span_at(self, x: float, end: bool) -> Span:
+        spans = self.spans
+        k = max(0, bisect.bisect_right([s.piece_start for s in spans], x) - 1)
+        if end and k > 0 and x <= spans[k].piece_start:   # an end on a boundary belongs to the span before
+            k -= 1
+        return spans[k]
+
+    def recording_sample(self, n: int, end: bool = False) -> int:
+        """The recording's sample for sample n of wav. In a piece made of spans, n is clamped to the span it
+        falls in (padding maps to the last span's end); with end=True a boundary between two spans maps to the
+        end of the first (an end time), else to the start of the second (a start time)."""
+        if self.spans is None:
+            return self.start + int(n)
+        s = self._span_at(n, end)
+        return s.start + min(max(int(n) - s.piece_start, 0), s.length)
+
+    def recording_time(self, t: float, end: bool = False) -> float:
+        """The recording's time (s) for time t (s) in wav: start_s + t, or through the spans as
+        recording_sample (end=True for the end of a word or segment)."""
+        if self.spans is None:
+            return self.start_s + t
+        x = round(t * SAMPLE_RATE, 6)   # in samples; rounded so a boundary given in seconds lands on it
+        s = self._span_at(x, end)
+        return (s.start + min(max(x - s.piece_start, 0.0), s.length)) / SAMPLE_RATE
 
 
 def iter_pieces(blocks: Iterable[np.ndarray], max_chunk_sec: float = DEFAULT_PIECE_SECONDS,
