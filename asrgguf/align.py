@@ -254,8 +254,8 @@ class Aligner:
         lo, hi = piece.start_s, piece.end_s
         out = []
         for u, (a, b) in zip(units, times):
-            a = min(max(lo + a, lo), hi)
-            b = min(max(lo + b, a), hi)
+            a = min(max(piece.recording_time(a), lo), hi)
+            b = min(max(piece.recording_time(b, end=True), a), hi)
             out.append(Word(u, round(a, 3), round(b, 3)))
         return out
 

@@ -127,6 +127,16 @@ def _engine_options(f):
               help="Qwen3-ForcedAligner for --timestamps word: its decoder GGUF (mmproj beside it), checkpoint "
                    "directory, or demo; default: an aligner GGUF beside --gguf, a forced-aligner checkpoint beside "
                    "--model, the demo aligner with --model demo.")
+@click.option("--vad", is_flag=True,
+              help="Voice activity detection (Silero VAD; pip install 'asrgguf[vad]'): only speech reaches the model, "
+                   "each speech region its own piece, times mapped back to the recording; silence and noise give no "
+                   "text.")
+@click.option("--vad-threshold", type=click.FloatRange(0.01, 1.0), default=None,
+              help="With --vad: speech probability that starts speech (default 0.5).")
+@click.option("--vad-min-silence-ms", type=click.FloatRange(0), default=None,
+              help="With --vad: silence that ends a speech region (default 1000).")
+@click.option("--vad-speech-pad-ms", type=click.FloatRange(0), default=None,
+              help="With --vad: padding on both sides of each region (default 400).")
 @click.option("--max-line-chars", type=click.IntRange(10, 200), default=42, show_default=True,
               help="srt/vtt: characters per subtitle line (two lines a cue).")
 @click.option("--bench-tokens", type=click.IntRange(1), default=None, hidden=True,
@@ -140,8 +150,8 @@ def _engine_options(f):
               help="With --ray: CPUs each actor reserves and uses (default: --threads, else 1).")
 def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
         threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
-        progress, timestamps, aligner_path, max_line_chars, bench_tokens, ray_address, workers,
-        threads_per_worker, no_native):
+        progress, timestamps, aligner_path, vad, vad_threshold, vad_min_silence_ms, vad_speech_pad_ms,
+        max_line_chars, bench_tokens, ray_address, workers, threads_per_worker, no_native):
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
     from . import batch
     from .console import Progress, Stdout, progress_wanted
@@ -154,7 +164,8 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
                        max_new_tokens=max_new_tokens)
     opts = dict(language=normalize_language(language), context=context, max_new_tokens=max_new_tokens,
                 piece_seconds=piece_seconds, parallel=parallel, repetition_guard=not no_repetition_guard,
-                bench_tokens=bench_tokens, timestamps=timestamps)
+                bench_tokens=bench_tokens, timestamps=timestamps,
+                vad=_vad_options(vad, vad_threshold, vad_min_silence_ms, vad_speech_pad_ms))
     if aligner_path and timestamps != "word":
         raise AsrggufError("--aligner goes with --timestamps word")
     if overwrite and not output_dir:
@@ -211,6 +222,20 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
         click.echo(summary.line(), err=True)
     if summary.failed:
         sys.exit(1)
+
+
+def _vad_options(on: bool, threshold, min_silence_ms, speech_pad_ms):
+    """--vad and its settings -> VadOptions (None without --vad; its settings alone are an error)."""
+    given = {k: v for k, v in (("threshold", threshold), ("min_silence_ms", min_silence_ms),
+                               ("speech_pad_ms", speech_pad_ms)) if v is not None}
+    if not on:
+        if given:
+            raise AsrggufError(f"--vad-{next(iter(given)).replace('_', '-')} goes with --vad")
+        return None
+    from .vad import VadOptions, model_path
+
+    model_path()   # the extra missing: one line before anything loads
+    return VadOptions(**given)
 
 
 def _run_ray(cfg, audio, opts, fmt, output_dir, out_text, overwrite, quiet, progress, max_line_chars, ray_address,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .errors import AsrggufError
 from .languages import normalize_language
 from .pieces import DEFAULT_PIECE_SECONDS
+from .vad import VadOptions, options_for
 
 DEFAULT_MAX_NEW_TOKENS = 512  # the official wrapper's default
 DEFAULT_LINE_CHARS = 42       # srt/vtt characters per subtitle line (a common broadcast guideline)
@@ -27,6 +28,7 @@ class Options:
     repetition_guard: bool = True        # stop looping generations; collapse repeats in the text
     timestamps: str = "segment"          # "segment" (interpolated inside a piece) or "word" (the aligner)
     bench_tokens: int | None = None      # benchmarks only: exactly N tokens a piece, end-of-turn ignored
+    vad: VadOptions | None = None        # voice activity: only speech reaches the model (True: the defaults)
 
     @classmethod
     def make(cls, **kw) -> "Options":
@@ -36,6 +38,13 @@ class Options:
         if bad:
             raise TypeError(f"unknown transcribe option {sorted(bad)[0]!r}")
         kw = {k: v for k, v in kw.items() if v is not None or k in ("language", "bench_tokens")}
+        vad = kw.pop("vad", None)
+        if vad is True:
+            vad = VadOptions()
+        elif vad is False:
+            vad = None
+        elif vad is not None and not isinstance(vad, VadOptions):
+            raise AsrggufError(f"vad must be True, False or a VadOptions (got {vad!r})")
         o = cls(**kw)
         lang = normalize_language(o.language)
         if not (isinstance(o.max_new_tokens, int) and o.max_new_tokens >= 1):
@@ -51,7 +60,8 @@ class Options:
                                f"must be at most 180 (got {o.piece_seconds:g})")
         if o.bench_tokens is not None and not (isinstance(o.bench_tokens, int) and o.bench_tokens >= 1):
             raise AsrggufError(f"bench_tokens must be a positive integer (got {o.bench_tokens!r})")
-        return cls(**{**o.__dict__, "language": lang, "context": o.context or "", "piece_seconds": float(o.piece_seconds)})
+        return cls(**{**o.__dict__, "language": lang, "context": o.context or "", "piece_seconds": float(o.piece_seconds),
+                      "vad": None if vad is None else options_for(vad, float(o.piece_seconds))})
 
 
 def check_device_dtype(device: str | None, dtype: str | None) -> None:

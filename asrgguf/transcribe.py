@@ -147,12 +147,14 @@ class Transcriber:
         assert emb.shape[0] == output_length(feats.shape[1], self.encoder.params.chunk_frames)
         return emb, {"features": t1 - t0, "encoder": t2 - t1}
 
-    def open_pieces(self, audio, piece_seconds: float = DEFAULT_PIECE_SECONDS,
-                    on_read=None) -> tuple[str, float | None, Iterator[Piece]]:
+    def open_pieces(self, audio, piece_seconds: float = DEFAULT_PIECE_SECONDS, on_read=None,
+                    vad=None, counted: dict | None = None) -> tuple[str, float | None, Iterator[Piece]]:
         """(name, duration from the header or None, lazy pieces) of any audio source.
 
         Sources: a file path, bytes, a binary file object, a 16 kHz mono float array, or
-        (array, sample_rate) with channels on either axis. Files are read block by block."""
+        (array, sample_rate) with channels on either axis. Files are read block by block. vad (a checked
+        `VadOptions`): pieces made of speech regions only (one region a piece), their `spans` mapping
+        them back to the recording. counted["samples"], when given, counts the samples read."""
         if isinstance(audio, tuple):
             if len(audio) != 2:
                 raise AsrggufError("audio tuple must be (array, sample_rate)")
@@ -166,9 +168,17 @@ class Transcriber:
             name, duration = info.name, info.duration
             blocks = audio_mod.stream_16k(audio, info, on_read=on_read)
         n_min = self.encoder.params.n_fft // 2
+        if counted is not None:
+            blocks = _counting(blocks, counted)
+        if vad is not None:
+            from .vad import iter_speech_pieces
+
+            pieces = iter_speech_pieces(blocks, piece_seconds, vad, pack=False)
+        else:
+            pieces = iter_pieces(blocks, piece_seconds)
 
         def checked() -> Iterator[Piece]:
-            for piece in iter_pieces(blocks, piece_seconds):
+            for piece in pieces:
                 if piece.wav.size <= n_min:
                     raise AsrggufError(f"{name}: audio is too short ({piece.wav.size} samples at 16 kHz; "
                                        f"at least {n_min + 1} are needed)")
@@ -199,7 +209,13 @@ class Transcriber:
         raw = self.decoder.detokenize(job.ids)
         lang, text = parse_asr_output(raw, opts.language, repetition_guard=opts.repetition_guard)
         seg = Segment(piece.index, piece.start_s, piece.end_s, text, lang, raw, list(job.ids), job.repetition_stopped)
-        seg.sentences = [Sentence(**s) for s in sentence_times(text, seg.start, seg.end)]
+        if piece.spans is None:
+            seg.sentences = [Sentence(**s) for s in sentence_times(text, seg.start, seg.end)]
+        else:   # speech regions: interpolated over the speech, mapped back to the recording
+            speech = sum(s.length for s in piece.spans) / audio_mod.SAMPLE_RATE
+            seg.sentences = [Sentence(round(piece.recording_time(s["start"]), 3),
+                                      round(piece.recording_time(s["end"], end=True), 3), s["text"])
+                             for s in sentence_times(text, 0.0, speech)]
         if opts.timestamps == "word":
             seg.words = self.aligner.words(piece, seg)
         return seg
@@ -243,7 +259,8 @@ class Transcriber:
 
         def on_read(s: float) -> None:
             t["audio"] += s
-        name, duration, pieces = self.open_pieces(audio, opts.piece_seconds, on_read)
+        counted = {"samples": 0}
+        name, duration, pieces = self.open_pieces(audio, opts.piece_seconds, on_read, opts.vad, counted)
         info = TranscriptionInfo(audio=name, language=opts.language, duration=float(duration or 0.0),
                                  options=opts, model=dict(self.model_info), timings=t)
         req = Request(IterFeed(pieces), opts)
@@ -252,13 +269,13 @@ class Transcriber:
         req.longest = max_piece_samples(opts.piece_seconds)
         if duration:
             req.longest = min(req.longest, int(duration * audio_mod.SAMPLE_RATE * 1.01) + audio_mod.SAMPLE_RATE)
-        return self._segments(req, info, t0), info
+        return self._segments(req, info, t0, counted), info
 
     def transcribe_all(self, audio, language: str | None = None, context: str = "", **options) -> Transcription:
         """The whole `Transcription` in one call: `Transcription.collect(*self.transcribe(...))`."""
         return Transcription.collect(*self.transcribe(audio, language, context, **options))
 
-    def _segments(self, req: Request, info: TranscriptionInfo, t0: float) -> Iterator[Segment]:
+    def _segments(self, req: Request, info: TranscriptionInfo, t0: float, counted: dict) -> Iterator[Segment]:
         sched, t = self.scheduler, info.timings
         sched.submit(req)
         langs: list[str] = []
@@ -272,14 +289,20 @@ class Transcriber:
                         info.language = ",".join(langs)
                     yield seg
                 if req.error is not None:
-                    err, req.error = req.error, None   # no cycle request -> exception -> traceback -> request
-                    raise err
+                    # no reference cycle exception -> traceback -> frame -> request or local -> exception:
+                    # the exception's frames (the source's decoder state among them) must go with it
+                    err, req.error = req.error, None
+                    try:
+                        raise err
+                    finally:
+                        err = None
                 if req.finished:
                     break
                 sched.pump()
         finally:
             sched.cancel(req)
             self._update(info, req)
+            t["audio_seconds"] = max(t["audio_seconds"], counted["samples"] / audio_mod.SAMPLE_RATE)
             info.duration = t["audio_seconds"] or info.duration
             t["wall"] = time.perf_counter() - t0
             t["rtf"] = t["wall"] / t["audio_seconds"] if t["audio_seconds"] else 0.0
@@ -305,3 +328,9 @@ class Transcriber:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _counting(blocks, counted: dict) -> Iterator[np.ndarray]:
+    for b in blocks:
+        counted["samples"] += len(b)
+        yield b
