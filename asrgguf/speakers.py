@@ -111,3 +111,19 @@ class Diarizer:
             name = names.setdefault(s["speaker"], f"SPEAKER_{len(names):02d}")
             out.append(Turn(float(s["start"]), float(s["end"]), name))
         return out
+
+
+def speaker_of(start: float, end: float, turns: list[Turn]) -> str | None:
+    """The speaker who talks longest within [start, end] (a segment, sentence or word); a span no turn
+    touches gets the nearest turn's speaker; None without turns. Ties: the earlier turn's speaker."""
+    if not turns:
+        return None
+    time: dict[str, float] = {}
+    for t in turns:
+        o = min(end, t.end) - max(start, t.start)
+        if o > 0:
+            time[t.speaker] = time.get(t.speaker, 0.0) + o
+    if time:
+        return max(time, key=time.get)
+    mid = (start + end) / 2
+    return min(turns, key=lambda t: max(t.start - mid, mid - t.end, 0.0)).speaker

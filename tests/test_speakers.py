@@ -93,3 +93,16 @@ def test_bad_counts(diarizer, kw, msg):
     with pytest.raises(AsrggufError) as e:
         diarizer.turns(np.zeros(16000, np.float32), **kw)
     assert str(e.value) == msg
+
+
+def test_speaker_of_by_overlap():
+    from asrgguf.speakers import Turn, speaker_of
+
+    turns = [Turn(0.0, 2.0, "SPEAKER_00"), Turn(2.5, 4.0, "SPEAKER_01"), Turn(4.0, 5.0, "SPEAKER_00")]
+    assert speaker_of(0.5, 1.0, turns) == "SPEAKER_00"
+    assert speaker_of(1.5, 3.5, turns) == "SPEAKER_01"      # 1.0 s against 0.5 s
+    assert speaker_of(3.5, 5.0, turns) == "SPEAKER_00"      # 1.0 s against 0.5 s
+    assert speaker_of(2.1, 2.2, turns) == "SPEAKER_00"      # in a gap: the nearest turn (0.1 s away)
+    assert speaker_of(2.35, 2.4, turns) == "SPEAKER_01"
+    assert speaker_of(9.0, 9.5, turns) == "SPEAKER_00"
+    assert speaker_of(1.0, 2.0, []) is None
