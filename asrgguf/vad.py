@@ -79,7 +79,10 @@ def options_for(options: VadOptions | None, piece_seconds: float) -> VadOptions:
     """The options with max_speech_seconds set to at most the piece length (regions then fit a piece)."""
     o = (options or VadOptions()).checked()
     longest = piece_seconds if o.max_speech_seconds is None else min(o.max_speech_seconds, piece_seconds)
-    return replace(o, max_speech_seconds=float(longest)).checked()
+    if longest * SAMPLE_RATE <= WINDOW + 2 * o.speech_pad_ms * SAMPLE_RATE / 1000:
+        raise AsrggufError(f"with --vad, piece_seconds ({piece_seconds}) must be longer than twice speech_pad_ms "
+                           f"plus {WINDOW * 1000 // SAMPLE_RATE} ms")
+    return replace(o, max_speech_seconds=float(longest))
 
 
 # --------------------------------------------------------------------------- the model

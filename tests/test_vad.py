@@ -267,6 +267,12 @@ def test_missing_extra_is_one_line(monkeypatch):
     assert str(e.value) == "--vad needs silero-vad: pip install 'asrgguf[vad]'"
 
 
+def test_piece_too_short_for_the_padding():
+    with pytest.raises(AsrggufError) as e:
+        list(vad.iter_speech_pieces([np.zeros(SR, np.float32)], 0.8))
+    assert str(e.value) == "with --vad, piece_seconds (0.8) must be longer than twice speech_pad_ms plus 32 ms"
+
+
 @pytest.mark.parametrize("kw, msg", [
     ({"threshold": 1.5}, "vad threshold must be in (0, 1] (got 1.5)"),
     ({"threshold": float("nan")}, "vad threshold must be a finite number (got nan)"),
