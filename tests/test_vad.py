@@ -289,13 +289,17 @@ def test_bad_options(kw, msg):
 
 
 # --------------------------------------------------------------------------- with the demo model
-def test_demo_transcribes_only_the_speech(data_dir, clips16):
-    """tools/vad_transcribe.py (the contract the engine's --vad follows): two sentences among 5-10 s
-    silences and 10 s of pink noise give the demo model's text of each sentence alone, at its place in the
-    recording; the noise gives nothing. One region per piece (pack=False): the demo model stops after the
-    first region of a packed piece (docs/speakers.md)."""
+def test_demo_transcribes_only_the_speech(data_dir, clips16, tmp_path):
+    """The engine's vad=True (and `asrgguf run --vad`): two sentences among 5-10 s silences and 10 s of pink
+    noise give the demo model's text of each sentence alone, at its place in the recording; noise and
+    silence alone give no text at all (without VAD the demo invents words on both). One region per piece:
+    the demo model stops after the first region of a packed piece (docs/speakers.md)."""
+    import json
+    import subprocess
+    import sys
+
     import demo_speech as speech
-    from vad_transcribe import transcribe_speech
+    import soundfile as sf
 
     from asrgguf import Transcriber
 
@@ -307,9 +311,20 @@ def test_demo_transcribes_only_the_speech(data_dir, clips16):
     where = [(5.0, 5 + clips[0].size / SR)]
     where.append((where[0][1] + 10, where[0][1] + 10 + clips[1].size / SR))
     with Transcriber.from_pretrained("demo", threads=2) as tr:
-        alone = [tr.transcribe(c, language="English").text for c in clips]
-        segs = list(transcribe_speech(tr, rec, pack=False, language="English"))
-        assert list(transcribe_speech(tr, noise)) == []
-    assert [s["text"] for s in segs] == alone and alone[0] == texts[0]
-    for s, (a, b) in zip(segs, where):
-        assert a - 0.45 <= s["start"] <= a and b <= s["end"] <= b + 0.45, (s, a, b)
+        alone = [tr.transcribe_all(c, language="English").text for c in clips]
+        res = tr.transcribe_all(rec, language="English", vad=True)
+        quiet = [tr.transcribe_all(x, vad=True) for x in (noise, z(20))]
+        assert all(q.text for q in (tr.transcribe_all(noise), tr.transcribe_all(z(20))))   # invented words
+    assert [s.text for s in res.segments] == alone and alone[0] == texts[0]
+    assert res.duration == pytest.approx(rec.size / SR)
+    for s, (a, b) in zip(res.segments, where):
+        assert a - 0.45 <= s.start <= a and b <= s.end <= b + 0.45, (s, a, b)
+        assert s.start <= s.sentences[0].start and s.sentences[-1].end <= s.end
+    assert [(q.text, q.segments) for q in quiet] == [("", []), ("", [])]
+    sf.write(tmp_path / "rec.wav", rec, SR)
+    r = subprocess.run([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo", "--vad", "--language",
+                        "English", "--format", "json", "--threads", "2", str(tmp_path / "rec.wav")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert [(s["start"], s["end"], s["text"]) for s in json.loads(r.stdout)["segments"]] == \
+        [(round(s.start, 3), round(s.end, 3), s.text) for s in res.segments]
