@@ -31,6 +31,7 @@ import importlib.util
 import io
 import json
 import math
+import os
 import sys
 import threading
 import time
@@ -47,6 +48,7 @@ from .output import join_texts
 from .pieces import DEFAULT_PIECE_SECONDS
 from .results import Transcription, TranscriptionInfo
 from .scheduler import Request, Scheduler, ThreadFeed, error_line
+from .vad import model_path as vad_model_path
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GENERIC_MODELS = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe")
@@ -176,7 +178,7 @@ class EngineThread:
                 self._leave_once(holder[0])
             emit(kind, payload)
         sched, tr = self.sched, self.tr
-        feed = ThreadFeed(lambda: tr.open_pieces(source, opts.piece_seconds)[2], READ_AHEAD,
+        feed = ThreadFeed(lambda: tr.open_pieces(source, opts.piece_seconds, vad=opts.vad)[2], READ_AHEAD,
                           on_first=lambda: emit("ready", None), wake=sched.wake)
         holder.append(Request(feed, opts, emit=released, max_active=self.cfg.parallel))
         return sched.submit(holder[0])
@@ -196,6 +198,9 @@ class EngineThread:
 
     def _main(self) -> None:
         t0 = time.perf_counter()
+        hold = os.environ.get("ASRGGUF_SERVE_HOLD_LOAD")   # tests: the load waits for this file to exist
+        while hold and not os.path.exists(hold):
+            time.sleep(0.02)
         try:
             self.tr = self._load()
             self.sched = self.tr.scheduler
@@ -379,13 +384,19 @@ def create_app(cfg: ServeConfig, engine: EngineThread | None = None):
             raise ApiError(400, "word timestamps need an aligner, and this server has none loaded",
                            "word_timestamps_unavailable")
         stream = str(form.get("stream") or "false").strip().lower() in ("true", "1", "yes")
+        vad = str(form.get("vad") or "false").strip().lower() in ("true", "1", "yes")
+        if vad:
+            try:
+                vad_model_path()
+            except AsrggufError as e:
+                raise ApiError(400, str(e), "vad_unavailable") from None
         prompt = form.get("prompt") or ""
         if not isinstance(prompt, str):
             raise ApiError(400, "prompt must be text", "invalid_request")
         try:
             opts = Options.make(language=language, context=prompt, max_new_tokens=cfg.max_new_tokens,
                                 piece_seconds=cfg.piece_seconds, bench_tokens=cfg.bench_tokens,
-                                timestamps="word" if words else "segment")
+                                timestamps="word" if words else "segment", vad=vad or None)
         except AsrggufError as e:
             raise ApiError(400, str(e), "invalid_request") from None
         need = sched.tr.positions_needed(opts)
