@@ -21,6 +21,7 @@ from . import audio as audio_mod
 from .decoder import Decoder, DecoderOptions
 from .errors import AsrggufError
 from .generate import Job
+from .live import Stream
 from .models import find_mmproj, llama_gpu_backends, pretrained_pair
 from .options import DEFAULT_MAX_NEW_TOKENS, Options, check_device_dtype
 from .output import parse_asr_output, sentence_times
@@ -28,6 +29,7 @@ from .pieces import DEFAULT_PIECE_SECONDS, Piece, iter_pieces, max_piece_samples
 from .prompt import build_prompt
 from .results import Segment, Sentence, Transcription, TranscriptionInfo
 from .scheduler import IterFeed, Request, Scheduler
+from .vad import VadOptions
 
 if TYPE_CHECKING:  # torch is imported while llama.cpp loads the decoder (see from_gguf)
     from .encoder import AudioEncoder
@@ -270,6 +272,16 @@ class Transcriber:
         if duration:
             req.longest = min(req.longest, int(duration * audio_mod.SAMPLE_RATE * 1.01) + audio_mod.SAMPLE_RATE)
         return self._segments(req, info, t0, counted), info
+
+    def stream(self, language: str | None = None, context: str = "", *, vad: VadOptions | None = None,
+               step_seconds: float = 1.0, max_utterance_seconds: float = 30.0, wait: bool = True,
+               **options) -> Stream:
+        """A live stream (`live.Stream`): feed(samples) / finish() give partial and final events; each final
+        is what `transcribe` gives for the utterance's audio. vad: the utterance detector's settings
+        (default `live.LIVE_VAD`); step_seconds: speech between partials; max_utterance_seconds: an
+        utterance is cut at this length. Other options as `transcribe`'s (max_new_tokens, timestamps ...)."""
+        opts = self.options(language, context, **options)
+        return Stream(self, opts, vad, step_seconds, max_utterance_seconds, wait)
 
     def transcribe_all(self, audio, language: str | None = None, context: str = "", **options) -> Transcription:
         """The whole `Transcription` in one call: `Transcription.collect(*self.transcribe(...))`."""

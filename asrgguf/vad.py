@@ -245,6 +245,15 @@ class SpeechDetector:
             self._pending = None
 
     @property
+    def speech_start(self) -> int | None:
+        """The padded start of the speech in progress or not yet returned (None: silence so far)."""
+        if self._pending is not None:
+            return self._pending[0]
+        if self._triggered and self._cur is not None:
+            return int(max(0, self._cur - self._pad))
+        return None
+
+    @property
     def keep_from(self) -> int:
         """The first sample of the recording that a region not yet returned can include."""
         if self._pending is not None:

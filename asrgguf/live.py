@@ -1,0 +1,195 @@
+"""Live transcription: `Transcriber.stream()` -> `Stream`, fed 16 kHz samples as they arrive, giving
+`partial` and `final` events. A layer on the engine's one scheduler, not a decode loop of its own.
+
+* Utterances are found by the engine's voice-activity detector (`vad.SpeechDetector`, Silero VAD, the one
+  `--vad` uses) with stream settings (a shorter silence ends an utterance; `LIVE_VAD`); an utterance that
+  reaches `max_utterance_seconds` is cut there as `--vad` cuts a long region.
+* A final is the utterance's audio decoded as one piece, exactly as a file of that audio would be
+  (`asrgguf run` on it gives the same token ids): the same `make_job`, prompt and greedy decode, as a
+  request of the scheduler, batched with every other stream, file and upload of the engine.
+* Partials: every `step_seconds` of speech the utterance so far is decoded as a piece of its own
+  (a short request), at most one in flight per stream; work per step is bounded by the utterance's
+  length (at most `max_utterance_seconds`), so hours of audio cost the same per second as the first
+  minute. The text so far is a partial's text; the final replaces it.
+
+docs/streaming.md has the strategy, its knobs and what is not built yet (cached encoder windows and the
+KV-cache prefix kept between partial steps).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from .errors import AsrggufError
+from .pieces import SAMPLE_RATE, Piece
+from .results import Segment
+from .scheduler import PushFeed, Request
+from .vad import SpeechDetector, VadOptions
+
+# stream settings: an utterance ends after half a second of silence (files: 1 s), padded by 200 ms
+LIVE_VAD = VadOptions(min_silence_ms=500, speech_pad_ms=200)
+
+
+@dataclass
+class Event:
+    """`partial`: the text so far of utterance `utterance` (start: its first sample's time); `final`: its
+    text for good, with the `Segment` (times in the stream, words when an aligner is loaded)."""
+    type: str
+    utterance: int
+    text: str
+    start: float
+    end: float | None = None
+    segment: Segment | None = None
+
+
+class _Tape:
+    """The stream's samples from `base` on (dropped from the front as utterances end)."""
+
+    def __init__(self):
+        self.base, self._parts, self.n = 0, [], 0
+
+    def append(self, x: np.ndarray) -> None:
+        if x.size:
+            self._parts.append(x)
+            self.n += x.size
+
+    def take(self, start: int, end: int) -> np.ndarray:
+        buf = np.concatenate(self._parts) if len(self._parts) > 1 else (self._parts[0] if self._parts else
+                                                                       np.zeros(0, np.float32))
+        self._parts = [buf] if buf.size else []
+        return buf[max(0, start - self.base):max(0, end - self.base)].copy()
+
+    def drop_before(self, pos: int) -> None:
+        if pos <= self.base:
+            return
+        buf = np.concatenate(self._parts) if len(self._parts) > 1 else (self._parts[0] if self._parts else
+                                                                       np.zeros(0, np.float32))
+        cut = min(pos - self.base, buf.size)
+        rest = buf[cut:]
+        self._parts = [rest] if rest.size else []
+        self.base += cut
+
+
+class Stream:
+    """One live stream of an engine (see the module's docstring). `feed(samples)` and `finish()` return the
+    events that are ready; with `wait=True` (the default) they first let the engine decode what this
+    stream asked for, so a final is there as soon as its utterance has ended."""
+
+    def __init__(self, engine, opts, vad: VadOptions | None = None, step_seconds: float = 1.0,
+                 max_utterance_seconds: float = 30.0, wait: bool = True):
+        if not 0.1 <= step_seconds <= 30:
+            raise AsrggufError(f"step_seconds must be between 0.1 and 30 (got {step_seconds})")
+        if not 1 <= max_utterance_seconds <= opts.piece_seconds:
+            raise AsrggufError(f"max_utterance_seconds must be between 1 and piece_seconds={opts.piece_seconds:g} "
+                               f"(got {max_utterance_seconds})")
+        self.engine, self.opts, self.wait = engine, opts, wait
+        self.vad = replace(vad or LIVE_VAD, max_speech_seconds=float(max_utterance_seconds))
+        self._det = SpeechDetector(self.vad, max_utterance_seconds)
+        self._tape = _Tape()
+        self._step = int(step_seconds * SAMPLE_RATE)
+        self._events: list[Event] = []
+        self._finals = PushFeed()
+        self._final_req = Request(self._finals, opts, emit=self._on_final, max_active=1)
+        engine.scheduler.submit(self._final_req)
+        self._n_utt = 0                  # utterances finalized (pushed)
+        self._partial: Request | None = None
+        self._last_partial_at = 0        # stream sample at which the last partial was asked for
+        self._open: int | None = None    # padded start of the utterance in progress
+        self.closed = False
+
+    # --- the engine's callbacks (the scheduler's thread)
+    def _on_final(self, kind: str, payload) -> None:   # errors stay in the request (raised by _pump_until)
+        if kind == "segment":
+            seg = payload
+            self._events.append(Event("final", seg.id, seg.text, seg.start, seg.end, seg))
+
+    def _on_partial(self, utt: int, start: float):
+        def emit(kind: str, payload) -> None:
+            if kind == "segment" and utt == self._n_utt and not self.closed:   # not superseded by its final
+                self._events.append(Event("partial", utt, payload.text, start))
+        return emit
+
+    # --- the caller's side
+    def feed(self, samples) -> list[Event]:
+        """16 kHz float32 samples, any block size (other rates: `audio.prepare(x, rate)` first)."""
+        if self.closed:
+            raise AsrggufError("the stream is finished")
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        self._tape.append(x)
+        for r in self._det.feed(x):
+            self._final(r.start, r.end)
+        self._maybe_partial()
+        return self._take()
+
+    def finish(self) -> list[Event]:
+        """The end of the stream: the utterance in progress is finalized; returns the last events."""
+        if self.closed:
+            return []
+        for r in self._det.finish():
+            self._final(r.start, r.end)
+        self._finals.end()
+        self._pump_until(lambda: self._final_req.finished)
+        self.closed = True
+        if self._partial is not None:
+            self.engine.scheduler.cancel(self._partial)
+        return self._take()
+
+    def close(self) -> None:
+        """Drop the stream (its client went away): its sequences are freed at once."""
+        self.closed = True
+        for r in (self._final_req, self._partial):
+            if r is not None:
+                self.engine.scheduler.cancel(r)
+
+    # --- internals
+    def _final(self, start: int, end: int) -> None:
+        wav = self._tape.take(start, end)
+        piece = Piece(self._n_utt, wav, start, end - start)   # as a file of the utterance: no padding
+        self._n_utt += 1
+        self._open = None
+        if self._partial is not None:   # the final supersedes it
+            self.engine.scheduler.cancel(self._partial)
+            self._partial = None
+        self._finals.push(piece)
+        self.engine.scheduler.wake()
+        self._tape.drop_before(self._det.keep_from)
+        if self.wait:
+            n = self._n_utt
+            self._pump_until(lambda: self._final_req._next_index >= n or self._final_req.finished)
+
+    def _maybe_partial(self) -> None:
+        start = self._det.speech_start
+        if start is None:
+            self._tape.drop_before(self._det.keep_from)
+            return
+        now = self._det.samples
+        if now - max(start, self._last_partial_at) < self._step:
+            return
+        if self._partial is not None and not self._partial.finished:
+            return   # one partial in flight at a time
+        self._last_partial_at = now
+        wav = self._tape.take(start, now)
+        feed = PushFeed()
+        feed.push(Piece(0, wav, start, now - start))
+        feed.end()
+        opts = replace(self.opts, timestamps="segment")   # partials: no word times
+        self._partial = Request(feed, opts, emit=self._on_partial(self._n_utt, start / SAMPLE_RATE), max_active=1)
+        self.engine.scheduler.submit(self._partial)
+        if self.wait:
+            req = self._partial
+            self._pump_until(lambda: req.finished)
+
+    def _pump_until(self, done) -> None:
+        sched = self.engine.scheduler
+        while not done():
+            if self._final_req.error is not None:
+                raise self._final_req.error
+            sched.pump()
+
+    def _take(self) -> list[Event]:
+        out, self._events = self._events, []
+        return out
+
+
+__all__ = ["Event", "LIVE_VAD", "Stream"]
