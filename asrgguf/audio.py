@@ -430,3 +430,24 @@ def load(source) -> np.ndarray:
     For files, bit for bit the official `normalize_audio_input(path)`."""
     info = probe(source)
     return np.concatenate(list(stream_16k(source, info, block_frames=None)))
+
+
+def raw_pcm_blocks(fileobj, rate: int, block_samples: int = 1600) -> Iterator[np.ndarray]:
+    """Raw signed 16-bit little-endian mono PCM at `rate` (a pipe: `arecord`, `ffmpeg -f s16le -`) as 16 kHz
+    float32 blocks, as they arrive (an odd trailing byte is dropped)."""
+    if not 1000 <= rate <= 384000:
+        raise AsrggufError(f"raw rate must be between 1000 and 384000 Hz (got {rate})")
+
+    def blocks() -> Iterator[np.ndarray]:
+        step = max(2, block_samples * rate // SAMPLE_RATE * 2)
+        rest = b""
+        while True:
+            data = fileobj.read1(step) if hasattr(fileobj, "read1") else fileobj.read(step)
+            if not data:
+                return
+            data, rest = rest + data, b""
+            if len(data) % 2:
+                data, rest = data[:-1], data[-1:]
+            if data:
+                yield np.frombuffer(data, "<i2").astype(np.float32) / 32768.0
+    return iter_resampled(blocks(), rate)
