@@ -33,8 +33,9 @@ LIVE_VAD = VadOptions(min_silence_ms=500, speech_pad_ms=200)
 
 @dataclass
 class Event:
-    """`partial`: the text so far of utterance `utterance` (start: its first sample's time); `final`: its
-    text for good, with the `Segment` (times in the stream, words when an aligner is loaded)."""
+    """`speech_started` / `speech_stopped`: the detector found an utterance's start / end; `partial`: the text
+    so far of utterance `utterance` (start: its first sample's time); `final`: its text for good, with the
+    `Segment` (times in the stream, words when an aligner is loaded)."""
     type: str
     utterance: int
     text: str
@@ -77,13 +78,16 @@ class Stream:
     stream asked for, so a final is there as soon as its utterance has ended."""
 
     def __init__(self, engine, opts, vad: VadOptions | None = None, step_seconds: float = 1.0,
-                 max_utterance_seconds: float = 30.0, wait: bool = True):
+                 max_utterance_seconds: float = 30.0, wait: bool = True, on_event=None, detect: bool = True):
         if not 0.1 <= step_seconds <= 30:
             raise AsrggufError(f"step_seconds must be between 0.1 and 30 (got {step_seconds})")
         if not 1 <= max_utterance_seconds <= opts.piece_seconds:
             raise AsrggufError(f"max_utterance_seconds must be between 1 and piece_seconds={opts.piece_seconds:g} "
                                f"(got {max_utterance_seconds})")
         self.engine, self.opts, self.wait = engine, opts, wait
+        self.on_event = on_event          # called with each event (from the engine's thread for partials and
+        self.detect = detect              # finals) instead of collecting them; detect=False: utterances come
+                                          # only through push_utterance (manual commits)
         self.vad = replace(vad or LIVE_VAD, max_speech_seconds=float(max_utterance_seconds))
         self._det = SpeechDetector(self.vad, max_utterance_seconds)
         self._tape = _Tape()
@@ -99,15 +103,21 @@ class Stream:
         self.closed = False
 
     # --- the engine's callbacks (the scheduler's thread)
+    def _add(self, e: Event) -> None:
+        if self.on_event is not None:
+            self.on_event(e)
+        else:
+            self._events.append(e)
+
     def _on_final(self, kind: str, payload) -> None:   # errors stay in the request (raised by _pump_until)
         if kind == "segment":
             seg = payload
-            self._events.append(Event("final", seg.id, seg.text, seg.start, seg.end, seg))
+            self._add(Event("final", seg.id, seg.text, seg.start, seg.end, seg))
 
     def _on_partial(self, utt: int, start: float):
         def emit(kind: str, payload) -> None:
             if kind == "segment" and utt == self._n_utt and not self.closed:   # not superseded by its final
-                self._events.append(Event("partial", utt, payload.text, start))
+                self._add(Event("partial", utt, payload.text, start))
         return emit
 
     # --- the caller's side
@@ -116,20 +126,32 @@ class Stream:
         if self.closed:
             raise AsrggufError("the stream is finished")
         x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if not self.detect:
+            return self._take()
         self._tape.append(x)
         for r in self._det.feed(x):
             self._final(r.start, r.end)
         self._maybe_partial()
         return self._take()
 
+    def push_utterance(self, wav: np.ndarray, start: int) -> int:
+        """An utterance given whole (a manual commit), `start` its first sample in the stream: decoded as a
+        final like the detector's; returns its utterance number."""
+        n = self._n_utt
+        self._finals.push(Piece(n, np.asarray(wav, np.float32), start, int(wav.size)))
+        self._n_utt += 1
+        self.engine.scheduler.wake()
+        return n
+
     def finish(self) -> list[Event]:
         """The end of the stream: the utterance in progress is finalized; returns the last events."""
         if self.closed:
             return []
-        for r in self._det.finish():
+        for r in (self._det.finish() if self.detect else []):
             self._final(r.start, r.end)
         self._finals.end()
-        self._pump_until(lambda: self._final_req.finished)
+        if self.wait:
+            self._pump_until(lambda: self._final_req.finished)
         self.closed = True
         if self._partial is not None:
             self.engine.scheduler.cancel(self._partial)
@@ -144,6 +166,9 @@ class Stream:
 
     # --- internals
     def _final(self, start: int, end: int) -> None:
+        if self._open is None:
+            self._add(Event("speech_started", self._n_utt, "", start / SAMPLE_RATE))
+        self._add(Event("speech_stopped", self._n_utt, "", start / SAMPLE_RATE, end / SAMPLE_RATE))
         wav = self._tape.take(start, end)
         piece = Piece(self._n_utt, wav, start, end - start)   # as a file of the utterance: no padding
         self._n_utt += 1
@@ -163,6 +188,9 @@ class Stream:
         if start is None:
             self._tape.drop_before(self._det.keep_from)
             return
+        if self._open is None:
+            self._open = start
+            self._add(Event("speech_started", self._n_utt, "", start / SAMPLE_RATE))
         now = self._det.samples
         if now - max(start, self._last_partial_at) < self._step:
             return

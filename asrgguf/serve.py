@@ -47,7 +47,9 @@ from .options import Options
 from .output import join_texts
 from .pieces import DEFAULT_PIECE_SECONDS
 from .results import Transcription, TranscriptionInfo
+from .realtime import MAX_MESSAGE_BYTES
 from .scheduler import Request, Scheduler, ThreadFeed, error_line
+from .serve_realtime import realtime_route
 from .vad import model_path as vad_model_path
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
@@ -79,6 +81,11 @@ class ServeConfig:
     @property
     def model_id(self) -> str:
         return self.served_model_name or self.engine.model_id
+
+    @property
+    def realtime_max_message_bytes(self) -> int:
+        """A Realtime WebSocket message's limit: the upload limit (OpenAI's: 15 MiB of audio an append)."""
+        return min(MAX_MESSAGE_BYTES, int(self.max_upload_mb * 1024 * 1024))
 
     @property
     def max_new_tokens(self) -> int:
@@ -276,7 +283,7 @@ def create_app(cfg: ServeConfig, engine: EngineThread | None = None):
     from starlette.datastructures import UploadFile
     from starlette.requests import Request
     from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
-    from starlette.routing import Route
+    from starlette.routing import Route, WebSocketRoute
 
     sched = engine or EngineThread(cfg)
     limit = int(cfg.max_upload_mb * 1024 * 1024)
@@ -532,6 +539,7 @@ def create_app(cfg: ServeConfig, engine: EngineThread | None = None):
         Route("/v1/audio/transcriptions", transcriptions, methods=["POST"]),
         Route("/v1/models", models, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        WebSocketRoute("/v1/realtime", realtime_route(cfg, sched)),
     ], exception_handlers={404: not_found, 405: method_not_allowed, 500: internal}, lifespan=lifespan)
     app.state.engine = sched
     return app

@@ -275,13 +275,13 @@ class Transcriber:
 
     def stream(self, language: str | None = None, context: str = "", *, vad: VadOptions | None = None,
                step_seconds: float = 1.0, max_utterance_seconds: float = 30.0, wait: bool = True,
-               **options) -> Stream:
+               on_event=None, detect: bool = True, **options) -> Stream:
         """A live stream (`live.Stream`): feed(samples) / finish() give partial and final events; each final
         is what `transcribe` gives for the utterance's audio. vad: the utterance detector's settings
         (default `live.LIVE_VAD`); step_seconds: speech between partials; max_utterance_seconds: an
         utterance is cut at this length. Other options as `transcribe`'s (max_new_tokens, timestamps ...)."""
         opts = self.options(language, context, **options)
-        return Stream(self, opts, vad, step_seconds, max_utterance_seconds, wait)
+        return Stream(self, opts, vad, step_seconds, max_utterance_seconds, wait, on_event, detect)
 
     def transcribe_all(self, audio, language: str | None = None, context: str = "", **options) -> Transcription:
         """The whole `Transcription` in one call: `Transcription.collect(*self.transcribe(...))`."""
