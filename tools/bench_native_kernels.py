@@ -67,6 +67,9 @@ def main() -> None:
     ap.add_argument("--shapes", default="151936x1024x1,3072x1024x256,1024x3072x256",
                     help="comma-separated rows x K x columns")
     ap.add_argument("--lib-b", help="a second native library build, measured alongside")
+    ap.add_argument("--cold", type=int, default=0, metavar="MB",
+                    help="copies of each weight filling MB megabytes, used in turn, so that each product reads its "
+                         "weights from memory and not from the L3 cache (as in a decode step)")
     a = ap.parse_args()
     shapes = [tuple(int(v) for v in s.split("x")) for s in a.shapes.split(",")]
     from gguf import GGMLQuantizationType
@@ -102,14 +105,16 @@ def main() -> None:
     for M, K, N in shapes:
         wq = quantize((rng.standard_normal((M, K)) * 0.05).astype(np.float32), GGMLQuantizationType.Q8_0).tobytes()
         x = rng.standard_normal((N, K)).astype(np.float32)
-        g_ref = make(base, cbuft, cbuft, wq, K, M, x)
-        g_nat = make(base, base.ggml_backend_dev_buffer_type(dev), cbuft, wq, K, M, x)
-        runs = [("ref", ref, g_ref), ("nat", nat, g_nat)]
+        copies = max(1, a.cold * 10**6 // len(wq)) if a.cold else 1
+        runs = [("ref", ref, [make(base, cbuft, cbuft, wq, K, M, x) for _ in range(copies)]),
+                ("nat", nat, [make(base, base.ggml_backend_dev_buffer_type(dev), cbuft, wq, K, M, x) for _ in range(copies)])]
         if a.lib_b:
-            runs.append(("b", nat_b, make(base, base.ggml_backend_dev_buffer_type(dev_b), cbuft, wq, K, M, x)))
+            runs.append(("b", nat_b, [make(base, base.ggml_backend_dev_buffer_type(dev_b), cbuft, wq, K, M, x)
+                                      for _ in range(copies)]))
         t = {k: [] for k, _, _ in runs}
-        for _ in range(a.reps):
-            for k, be, g in runs:
+        for i in range(a.reps):
+            for k, be, gs in runs:
+                g = gs[i % copies]
                 t0 = time.perf_counter()
                 base.ggml_backend_graph_compute(be, g)
                 t[k].append(1000 * (time.perf_counter() - t0))
