@@ -12,12 +12,14 @@ The clamp. The log-mel clamps every value at (max over the clip - 8). A window c
 lower peak gives other features than the offline clip once the peak has risen past one of its
 values. Each cached window records the floor it was encoded with and its smallest raw value;
 after a rise of the peak, it is *stale* when its smallest value lies below the new floor (its
-features changed). `step()` leaves stale windows as they are (bounded work; the partial transcript
-sees slightly different features for them), `step(exact=True)` re-encodes them first, so its
-embeddings equal the offline encoder's on `LogMel()(samples so far)` (float32 rounding apart):
-the final pass of an utterance uses it. In speech the peak is set by the loudest vowel; once it
-has been heard it rarely rises again, and an utterance ends at a VAD pause or a maximum length, so
-re-encoding at the final touches few windows.
+features changed). `step()` leaves stale windows as they are (the partial transcript sees
+slightly different features for them), `step(refresh=n)` re-encodes at most n of them (bounded
+work), and `step(exact=True)` re-encodes all of them, so its embeddings equal the offline
+encoder's on `LogMel()(samples so far)` (float32 rounding apart): the final pass of an utterance
+uses it. In read speech the peak rises a few times a minute, each time a louder vowel comes, and
+most cached windows hold a clamped (quiet) value, so a rise makes most of them stale: with
+refresh=1 the steps after a rise catch up and the final finds few left
+(tools/live_clamp_stats.py counts them; docs/streaming.md has figures).
 """
 from __future__ import annotations
 
@@ -40,7 +42,8 @@ class EncoderStep:
     frames_encoded: int      # mel frames run through the encoder by this step
     exact: bool              # every cached window encoded with the current clamp floor
     n_frames: int            # mel frames so far
-    stale: list[int] = field(default_factory=list)   # cached windows whose features the peak has changed
+    stale: list[int] = field(default_factory=list)      # cached windows whose features the peak has changed
+    refreshed: list[int] = field(default_factory=list)  # stale windows this step re-encoded
 
 
 @dataclass
@@ -88,15 +91,16 @@ class LiveEncoder:
         return [i for i, w in enumerate(self._windows) if w.floor != floor and w.min_raw < floor]
 
     # --- output
-    def step(self, exact: bool = False) -> EncoderStep:
-        """Encode the windows completed since the last step and the open window (and, exact=True, the
-        stale windows first); return the embeddings of the utterance so far."""
+    def step(self, exact: bool = False, refresh: int = 0) -> EncoderStep:
+        """Encode the windows completed since the last step and the open window, and first the stale
+        windows: all of them with exact=True, else at most `refresh` (the oldest); return the
+        embeddings of the utterance so far."""
         mel, W = self.mel, self.window
         n_frames = mel.n_frames
         peak = mel.peak
         floor = LiveLogMel.floor(peak)
         todo = list(range(len(self._windows), self.n_complete))
-        refresh = self.stale_windows() if exact else []
+        refresh = self.stale_windows() if exact else self.stale_windows()[:max(0, int(refresh))]
         open_start = self.n_complete * W
         open_frames = n_frames - open_start
         open_changed = open_frames > 0 and (bool(todo) or n_frames != self._open_encoded_until
@@ -132,8 +136,8 @@ class LiveEncoder:
             first.append(n_cached)
         changed_from = min(first + [self._prev_rows, emb.shape[0]])
         self._prev_rows = emb.shape[0]
-        return EncoderStep(emb, n_cached, changed_from, encoded, not self.stale_windows(), n_frames,
-                           self.stale_windows())
+        stale = self.stale_windows()
+        return EncoderStep(emb, n_cached, changed_from, encoded, not stale, n_frames, stale, refresh)
 
     def final(self) -> EncoderStep:
         """The exact step: what the offline encoder gives on the utterance's whole audio so far."""

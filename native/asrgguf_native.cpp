@@ -261,40 +261,100 @@ void kern_avx512(const uint8_t * Gp, int64_t nb, const int8_t * qa, const float 
     for (int c = 0; c < NC; ++c) _mm512_storeu_ps(out[c], acc[c]);
 }
 
+// AVX2 (no VNNI): vpmaddubsw needs an unsigned operand and saturates its pair sums, so the weights' +128 is
+// taken off again (xor) and the sign trick used: |w| (u8) x sign(a, w) (s8), pairs summed in i16 without
+// saturation (|w| <= 128, |a| <= 127), then vpmaddwd by ones to i32. |w| and w are computed once per weight
+// vector and reused for all NC columns; the two halves of the group (rows 0..7 and 8..15, the low and high
+// 32 bytes of each 64-byte chunk) are done one after the other, so each column needs one i32 accumulator
+// (NC <= 8 columns: 8 + 4 registers) and the weights come from memory once for all columns (the second
+// half's bytes are in the same cache lines). The activations come interleaved (interleave_avx2): per
+// block 8 columns x 8 groups of 4 quants, so every broadcast is at a constant offset from one pointer.
+constexpr int AI_BLOCK = NCMAX * QK;   // interleaved activation bytes per block (8 columns)
+
+template <int NC>
+__attribute__((target("avx2,fma,f16c"), always_inline))
+inline void avx2_half(const uint8_t * Q, const int8_t * p, __m256i * s) {
+    const __m256i x80 = _mm256_set1_epi8((char) 0x80);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __asm__ volatile("" : "+r"(p));   // opaque: GCC would hoist the broadcasts out of the halves' loop and spill them
+    for (int c = 0; c < NC; ++c) s[c] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int j = 0; j < 8; ++j) {
+        const __m256i w = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *) (Q + 64 * j)), x80);
+        const __m256i aw = _mm256_sign_epi8(w, w);
+#pragma GCC unroll 8
+        for (int c = 0; c < NC; ++c) {
+            int32_t a4;
+            memcpy(&a4, p + 4 * (NCMAX * j + c), 4);
+            const __m256i av = _mm256_set1_epi32(a4);
+            s[c] = _mm256_add_epi32(s[c], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(av, w)), ones));
+            __asm__("" : "+x"(s[c]));   // keeps the sum a chain in a register (GCC's reassociation spilled a tree)
+        }
+    }
+}
+
+// qa, da: the interleaved chunk (interleave_avx2) of these NC columns; for NC = 1 the column's own (plain)
 template <int NC>
 __attribute__((target("avx2,fma,f16c")))
 void kern_avx2(const uint8_t * Gp, int64_t nb, const int8_t * qa, const float * da, const int32_t * /*sa*/,
-               int64_t K, float * const * out) {
-    __m256 lo[NC], hi[NC];
-    for (int c = 0; c < NC; ++c) lo[c] = hi[c] = _mm256_setzero_ps();
-    const __m256i x80 = _mm256_set1_epi8((char) 0x80);
-    const __m256i ones = _mm256_set1_epi16(1);
+               int64_t /*K*/, float * const * out) {
+    __m256 acc[2 * NC];
+    for (int c = 0; c < 2 * NC; ++c) acc[c] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; ++b) {
         const uint8_t * S = Gp + (b >> 1) * SB;
         const int h = (int) (b & 1);
-        const __m256 dlo = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (S + 32 * h)));
-        const __m256 dhi = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (S + 32 * h + 16)));
         const uint8_t * Q = S + 64 + 512 * h;
-        for (int c = 0; c < NC; ++c) {
-            const int32_t * a = (const int32_t *) (qa + c * K + b * QK);
-            __m256i slo = _mm256_setzero_si256(), shi = _mm256_setzero_si256();
+        if constexpr (NC == 1) {   // decode: both halves in one pass, each broadcast used twice; plain activations
+            const int8_t * p = qa + b * QK;
+            const __m256i x80 = _mm256_set1_epi8((char) 0x80);
+            const __m256i ones = _mm256_set1_epi16(1);
+            __m256i s0 = _mm256_setzero_si256(), s1 = _mm256_setzero_si256();
+#pragma GCC unroll 8
             for (int j = 0; j < 8; ++j) {
-                const __m256i av = _mm256_set1_epi32(a[j]);
-                const __m256i wl = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *) (Q + 64 * j)), x80);
-                const __m256i wh = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *) (Q + 64 * j + 32)), x80);
-                slo = _mm256_add_epi32(slo, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wl, wl),
-                                                                                   _mm256_sign_epi8(av, wl)), ones));
-                shi = _mm256_add_epi32(shi, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(wh, wh),
-                                                                                   _mm256_sign_epi8(av, wh)), ones));
+                int32_t a4;
+                memcpy(&a4, p + 4 * j, 4);
+                const __m256i av = _mm256_set1_epi32(a4);
+                const __m256i w0 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *) (Q + 64 * j)), x80);
+                const __m256i w1 = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *) (Q + 64 * j + 32)), x80);
+                s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w0, w0),
+                                                                                 _mm256_sign_epi8(av, w0)), ones));
+                s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w1, w1),
+                                                                                 _mm256_sign_epi8(av, w1)), ones));
             }
-            const __m256 dc = _mm256_set1_ps(da[c * nb + b]);
-            lo[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(slo), _mm256_mul_ps(dlo, dc), lo[c]);
-            hi[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(shi), _mm256_mul_ps(dhi, dc), hi[c]);
+            const __m256 d = _mm256_set1_ps(da[b]);
+            acc[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s0),
+                                     _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (S + 32 * h))), d), acc[0]);
+            acc[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s1),
+                                     _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (S + 32 * h + 16))), d),
+                                     acc[1]);
+            continue;
+        }
+        const int8_t * p = qa + b * AI_BLOCK;
+#pragma GCC unroll 1
+        for (int half = 0; half < 2; ++half) {
+            __m256i s[NC];
+            avx2_half<NC>(Q + 32 * half, p, s);
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *) (S + 32 * h + 16 * half)));
+#pragma GCC unroll 8
+            for (int c = 0; c < NC; ++c)
+                acc[2 * c + half] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[c]),
+                                                    _mm256_mul_ps(dw, _mm256_set1_ps(da[b * NCMAX + c])), acc[2 * c + half]);
         }
     }
     for (int c = 0; c < NC; ++c) {
-        _mm256_storeu_ps(out[c], lo[c]);
-        _mm256_storeu_ps(out[c] + 8, hi[c]);
+        _mm256_storeu_ps(out[c], acc[2 * c]);
+        _mm256_storeu_ps(out[c] + 8, acc[2 * c + 1]);
+    }
+}
+
+// column c's quants and scales into its chunk (c / 8) of the AVX2 kernels' interleaved copy: per block,
+// for each group j of 4 quants, the 8 columns' 4 bytes side by side; the scales per block 8 columns wide
+void interleave_avx2(const int8_t * q, const float * d, int64_t c, int64_t nb, int8_t * qi, float * di) {
+    int8_t * Qc = qi + (c / NCMAX) * nb * AI_BLOCK + 4 * (c % NCMAX);
+    float * Dc = di + (c / NCMAX) * nb * NCMAX + c % NCMAX;
+    for (int64_t b = 0; b < nb; ++b) {
+        for (int j = 0; j < 8; ++j) memcpy(Qc + b * AI_BLOCK + 4 * NCMAX * j, q + b * QK + 4 * j, 4);
+        Dc[b * NCMAX] = d[b];
     }
 }
 
@@ -304,11 +364,12 @@ using kern_t = void (*)(const uint8_t *, int64_t, const int8_t *, const float *,
 kern_t pick(int isa, int nc) {
     static const kern_t t512[NCMAX + 1] = {nullptr, kern_avx512<1>, kern_avx512<2>, kern_avx512<3>, kern_avx512<4>,
                                            kern_avx512<5>, kern_avx512<6>, kern_avx512<7>, kern_avx512<8>};
-    static const kern_t t256[5] = {nullptr, kern_avx2<1>, kern_avx2<2>, kern_avx2<3>, kern_avx2<4>};
+    static const kern_t t256[NCMAX + 1] = {nullptr, kern_avx2<1>, kern_avx2<2>, kern_avx2<3>, kern_avx2<4>,
+                                           kern_avx2<5>, kern_avx2<6>, kern_avx2<7>, kern_avx2<8>};
     return isa == ISA_AVX512VNNI ? t512[nc] : t256[nc];
 }
 
-int nc_max(int isa) { return isa == ISA_AVX512VNNI ? NCMAX : 4; }
+int nc_max(int) { return NCMAX; }
 
 // a q8_0 weight that was not repacked (standard layout), one row
 float dot_plain(const uint8_t * row, int64_t nb, const int8_t * qa, const float * da) {
@@ -347,7 +408,8 @@ struct Col {  // column c of a MUL_MAT (src1 / dst), over ne11 x ne12 x ne13
 size_t work_size(const ggml_tensor * node) {
     const ggml_tensor * s1 = node->src[1];
     const int64_t K = s1->ne[0], N = s1->ne[1] * s1->ne[2] * s1->ne[3], nb = K / QK;
-    return (size_t) N * (K + nb * 8) + 64;
+    const int64_t chunks = (N + NCMAX - 1) / NCMAX;   // the AVX2 kernels' interleaved copy after it
+    return (size_t) N * (K + nb * 8) + (size_t) chunks * nb * (AI_BLOCK + NCMAX * 4) + 64;
 }
 
 void run_mul_mat(const ggml_tensor * node, uint8_t * work, int isa, int ith, int nth, bool quantize) {
@@ -357,13 +419,18 @@ void run_mul_mat(const ggml_tensor * node, uint8_t * work, int isa, int ith, int
     int8_t * qa = (int8_t *) work;
     float * da = (float *) (work + N * K);
     int32_t * sa = (int32_t *) (work + N * K + N * nb * 4);
+    const int64_t chunks = (N + NCMAX - 1) / NCMAX;
+    int8_t * qi = (int8_t *) (work + N * (K + nb * 8));
+    float * di = (float *) (work + N * (K + nb * 8) + chunks * nb * AI_BLOCK);
     const Col col{node};
     if (quantize) {  // (the caller has synchronized: src1 is complete)
         for (int64_t c = ith; c < N; c += nth) {
-            if (isa == ISA_AVX512VNNI)
+            if (isa == ISA_AVX512VNNI) {
                 quantize_avx512(col.src(c), K, qa + c * K, da + c * nb, sa + c * nb);
-            else
+            } else {
                 quantize_avx2(col.src(c), K, qa + c * K, da + c * nb, sa + c * nb);
+                if (N > 1) interleave_avx2(qa + c * K, da + c * nb, c, nb, qi, di);
+            }
         }
         if (nth > 1) {
 #pragma omp barrier
@@ -384,7 +451,11 @@ void run_mul_mat(const ggml_tensor * node, uint8_t * work, int isa, int ith, int
         for (int64_t c0 = 0; c0 < N; c0 += ncm) {
             const int nc = (int) std::min<int64_t>(ncm, N - c0);
             for (int c = 0; c < nc; ++c) outs[c] = col.dst(c0 + c) + g * GR;
-            pick(isa, nc)(W + g * gbytes, nb, qa + c0 * K, da + c0 * nb, sa + c0 * nb, K, outs);
+            if (isa == ISA_AVX512VNNI || nc == 1)
+                pick(isa, nc)(W + g * gbytes, nb, qa + c0 * K, da + c0 * nb, sa + c0 * nb, K, outs);
+            else   // the interleaved chunk c0 / 8 (c0 is a multiple of 8)
+                pick(isa, nc)(W + g * gbytes, nb, qi + c0 / NCMAX * nb * AI_BLOCK, di + c0 / NCMAX * nb * NCMAX,
+                              nullptr, K, outs);
         }
     }
 }

@@ -126,26 +126,37 @@ def test_final_equals_official_encoder(enc, ck_gqa, clip20, wav20):
     assert rel(fin.embeddings, ref) < 1e-5
 
 
-def test_rising_peak_makes_cached_window_stale(enc, wav20):
-    """The clamp: a window cached under a lower peak is reported stale; partial steps keep it (bounded
-    work), the final re-encodes it and equals the offline encoder on the whole utterance."""
+@pytest.mark.parametrize("refresh", [0, 1])
+def test_rising_peak_makes_cached_window_stale(enc, wav20, refresh):
+    """The clamp: a window cached under a lower peak is reported stale. refresh=0: partial steps keep
+    it, refresh=1: a step re-encodes at most one; the final re-encodes those left and equals the
+    offline encoder on the whole utterance."""
     wav = rising_peak(wav20)
     live = LiveEncoder(enc)
     lm = LogMel()
     seen_stale = False
-    for b in blocks(wav, [1600]):
+    completed_before = 0
+    for b in blocks(wav, [3200]):
         live.feed(b)
-        st = live.step()
-        assert st.frames_encoded <= 800 + 800
-        if st.stale:
-            seen_stale = True
-            assert not st.exact and st.stale[0] == 0
+        st = live.step(refresh=refresh)
+        new_windows, completed_before = live.n_complete - completed_before, live.n_complete
+        open_frames = max(0, st.n_frames - live.n_complete * 800)
+        assert len(st.refreshed) <= refresh
+        assert st.frames_encoded <= 800 * (new_windows + len(st.refreshed)) + open_frames
+        if st.stale or st.refreshed:
+            seen_stale |= 0 in st.stale + st.refreshed
+            if st.refreshed:
+                assert st.changed_from == 104 * st.refreshed[0]
     assert seen_stale
     ref = enc(lm(wav)).numpy()
-    part = live.step()   # nothing new: nothing encoded, still stale
-    assert part.frames_encoded == 0 and not part.exact and part.stale[0] == 0
-    assert rel(part.embeddings[:104], ref[:104]) > 1e-3
+    part = live.step()   # nothing new: nothing encoded
+    assert part.frames_encoded == 0 and part.exact == (not part.stale)
+    if refresh == 0:
+        assert part.stale[0] == 0 and rel(part.embeddings[:104], ref[:104]) > 1e-3
+    else:
+        assert part.stale == []   # caught up before the end
     fin = live.final()
     assert fin.exact and not fin.stale
-    assert fin.frames_encoded == 800 * len(part.stale) and fin.changed_from == 0
+    assert fin.frames_encoded == 800 * len(part.stale)
+    assert fin.changed_from == (0 if part.stale else fin.embeddings.shape[0])
     assert rel(fin.embeddings, ref) < 1e-5

@@ -51,6 +51,20 @@ def rel_l2(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @pytest.fixture(scope="session")
+def kernels(native_lib) -> int:
+    """The ISA the CPU gives the kernels (1 AVX2, 2 AVX-512 VNNI); tests that run them skip on a CPU with neither
+    (absent hardware: there the backend declines and llama.cpp's own products run, tested below)."""
+    from asrgguf import native
+    import llama_cpp  # noqa: F401
+
+    lib = ctypes.CDLL(str(native_lib))
+    isa = lib.asrgguf_native_detected_isa()
+    if isa == 0:
+        pytest.skip("this CPU has no AVX2 + FMA: the native kernels cannot run here")
+    return isa
+
+
+@pytest.fixture(scope="session")
 def q8_runs(ck_gqa, gguf_pair, native_lib, tmp_path_factory):
     """llama.cpp's own products, the native backend (best ISA), and the native backend forced to AVX2."""
     dec, _ = gguf_pair(ck_gqa, "q8_0")
@@ -63,7 +77,7 @@ def q8_runs(ck_gqa, gguf_pair, native_lib, tmp_path_factory):
     }
 
 
-def test_native_takes_the_q8_0_products(q8_runs):
+def test_native_takes_the_q8_0_products(q8_runs, kernels):
     ref, nat = q8_runs["ref"], q8_runs["native"]
     assert ref["native"] == {"used": False, "reason": "off"}
     # tiny checkpoint: 2 layers x 7 products + the output matrix, all q8_0
@@ -74,13 +88,11 @@ def test_native_takes_the_q8_0_products(q8_runs):
     from asrgguf import native
     import llama_cpp  # noqa: F401
 
-    lib = ctypes.CDLL(str(native.find_library()))
-    expected = {2: "avx512vnni", 1: "avx2"}[lib.asrgguf_native_detected_isa()]
-    assert nat["native"]["isa"] == expected
+    assert nat["native"]["isa"] == {2: "avx512vnni", 1: "avx2"}[kernels]
 
 
 @pytest.mark.parametrize("run", ["native", "avx2"])
-def test_native_logits_match_llama_cpp(q8_runs, run):
+def test_native_logits_match_llama_cpp(q8_runs, kernels, run):
     ref, got = q8_runs["ref"], q8_runs[run]
     if run == "avx2":
         assert got["native"]["isa"] == "avx2"   # forced, whatever the CPU has
@@ -195,7 +207,7 @@ def _product(base, backend, buft_w, buft_x, wq: bytes, K: int, M: int, x: np.nda
 
 
 @pytest.mark.parametrize("K,M", [(1024, 3072), (3072, 1024)])
-def test_native_real_shape_product_matches_ggml_cpu(native_lib, K, M):
+def test_native_real_shape_product_matches_ggml_cpu(native_lib, kernels, K, M):
     from gguf import GGMLQuantizationType
     from gguf.quants import quantize
 
@@ -215,7 +227,8 @@ def test_native_real_shape_product_matches_ggml_cpu(native_lib, K, M):
     wq = quantize(wf, GGMLQuantizationType.Q8_0).tobytes()
     isas = [2, 1] if lib.asrgguf_native_detected_isa() == 2 else [1]
     try:
-        for n in (1, 3, 8, 77):   # decode, a few sequences, one kernel tile, prefill with a remainder
+        # decode, a few sequences, one kernel tile, a tile and one column, prefill with a remainder, a prefill batch
+        for n in (1, 2, 3, 8, 9, 77, 256):
             x = rng.standard_normal((n, K)).astype(np.float32)
             ref = _product(base, ref_be, cpu_buft, cpu_buft, wq, K, M, x)
             for isa in isas:
@@ -223,6 +236,38 @@ def test_native_real_shape_product_matches_ggml_cpu(native_lib, K, M):
                 got = _product(base, nat, base.ggml_backend_dev_buffer_type(dev), cpu_buft, wq, K, M, x)
                 err = rel_l2(got, ref)
                 assert err < 1e-5, f"isa {isa}, n={n}: relative L2 error {err:.2e} vs ggml's CPU q8_0 product"
+    finally:
+        lib.asrgguf_native_set_isa(lib.asrgguf_native_detected_isa())
+        base.ggml_backend_free(nat)
+        base.ggml_backend_free(ref_be)
+
+
+def test_native_product_with_minus_128_quants_matches_ggml_cpu(native_lib, kernels):
+    """A q8_0 weight may hold -128 (llama.cpp's quantizer never writes it, a file can): the AVX2 sign trick
+    takes |w| = 128 as an unsigned byte, as ggml's own AVX2 dot does; every column count, both ISA paths."""
+    from gguf import GGMLQuantizationType
+    from gguf.quants import quantize
+
+    base, cpu = _ggml()
+    lib, dev, nat = _native_backend(base, native_lib)
+    ref_be = cpu.ggml_backend_cpu_init()
+    cpu_buft = cpu.ggml_backend_cpu_buffer_type()
+    K, M = 256, 64
+    rng = np.random.default_rng(7)
+    blocks = quantize((rng.standard_normal((M, K)) * 0.05).astype(np.float32), GGMLQuantizationType.Q8_0)
+    blocks = np.frombuffer(blocks.tobytes(), np.uint8).reshape(M * K // 32, 34).copy()
+    quants = blocks[:, 2:]
+    quants[rng.random(quants.shape) < 0.2] = 0x80                 # -128 in a fifth of the places
+    wq = blocks.tobytes()
+    isas = [2, 1] if kernels == 2 else [1]
+    try:
+        for n in range(1, 10):
+            x = rng.standard_normal((n, K)).astype(np.float32)
+            ref = _product(base, ref_be, cpu_buft, cpu_buft, wq, K, M, x)
+            for isa in isas:
+                assert lib.asrgguf_native_set_isa(isa) == isa
+                got = _product(base, nat, base.ggml_backend_dev_buffer_type(dev), cpu_buft, wq, K, M, x)
+                assert rel_l2(got, ref) < 1e-6, f"isa {isa}, n={n}: relative L2 error {rel_l2(got, ref):.2e}"
     finally:
         lib.asrgguf_native_set_isa(lib.asrgguf_native_detected_isa())
         base.ggml_backend_free(nat)
@@ -300,7 +345,7 @@ def _attention_f64(q, kc, vc, mask, scale):
     (1, 16, 8, 128, 1280, 1024, 900),   # a 0.6B / 1.7B decode step (GQA 2:1) late in a 60-s piece
     (3, 4, 2, 64, 256, 250, 240),       # several tokens, lengths that are not a multiple of the vector width
 ])
-def test_native_decode_attention_matches_ggml_cpu(native_lib, nt, nh, nkv, hd, kv_size, n_kv, n_valid):
+def test_native_decode_attention_matches_ggml_cpu(native_lib, kernels, nt, nh, nkv, hd, kv_size, n_kv, n_valid):
     """The decode attention the backend takes (KQ over the f16 K cache, masked softmax, KQV over the V^T
     cache, CONT) against the same arithmetic in float64 and against ggml's CPU backend on the same graph and
     buffers, both ISA paths. (On the second shape ggml's own CPU ops are 2e-5 from the float64 result, the
@@ -354,7 +399,7 @@ with Transcriber.from_gguf(sys.argv[1], threads=2) as t:
 """
 
 
-def test_native_parallel_sequences_equal_each_alone(ck_gqa, gguf_pair, native_lib, real_files):
+def test_native_parallel_sequences_equal_each_alone(ck_gqa, gguf_pair, native_lib, kernels, real_files):
     """Pieces decoded as 3 parallel sequences of one context (3 KV streams: the decode attention over 3
     streams, products of 3 columns) give each piece exactly the ids it gets alone: the backend computes
     every column and every stream in the same order whatever the batch."""
@@ -370,7 +415,7 @@ def test_native_parallel_sequences_equal_each_alone(ck_gqa, gguf_pair, native_li
     assert got["together"] == got["alone"]
 
 
-def test_native_cli_json_says_whether_it_was_used(native_lib):
+def test_native_cli_json_says_whether_it_was_used(native_lib, kernels):
     """The packaged demo model is q8_0: the json `model.native` says the backend was used, and
     --no-native gives llama.cpp's own products with the same transcript."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
@@ -388,7 +433,7 @@ def test_native_cli_json_says_whether_it_was_used(native_lib):
     assert out[False]["text"] == out[True]["text"]
 
 
-def test_native_off_in_a_process_where_it_is_registered(q8_runs, tmp_path):
+def test_native_off_in_a_process_where_it_is_registered(q8_runs, kernels, tmp_path):
     """Once registered the backend stays registered: a decoder loaded afterwards with native=False
     keeps its weights on llama.cpp's CPU backend, bit-identical to a process that never loaded it."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
