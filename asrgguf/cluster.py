@@ -226,6 +226,8 @@ class Worker:
             error, duration = "", 0.0
             source, dest = str(source), str(dest)
             tries = ray.get(self.store.attempt.remote(int(i))) if self.fatal is None else 0
+            if tries == 1 and Path(source).stem == os.environ.get("ASRGGUF_TEST_WORKER_DIES_ON"):
+                os._exit(1)   # tests: the worker dies on its first try of this input (a deterministic fault)
             if tries > MAX_TRIES:
                 error = f"{source}: its worker died on it {MAX_TRIES} times; not transcribed"
             elif self.fatal is None:
