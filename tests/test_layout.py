@@ -89,3 +89,17 @@ def test_no_presentation_in_the_library():
                 if any(n == "click" or n.startswith("click.") for n in names):
                     offenders.append(f"{p.name}:{node.lineno} click")
     assert offenders == []
+
+
+def test_help_and_languages_import_neither_torch_nor_llama_cpp():
+    """`asrgguf --help`, `run --help` and `languages` answer without importing torch or llama.cpp (seconds)."""
+    import subprocess
+    import sys
+
+    for args in (["--help"], ["run", "--help"], ["languages"]):
+        code = ("import sys\nfrom asrgguf.cli import main\ntry:\n    main(%r, standalone_mode=False)\n"
+                "except SystemExit:\n    pass\nprint(sorted(m for m in ('torch', 'llama_cpp') if m in sys.modules))"
+                % (args,))
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                           cwd=PKG.parent)
+        assert r.returncode == 0 and r.stdout.splitlines()[-1] == "[]", (args, r.stdout[-300:], r.stderr)
