@@ -174,7 +174,9 @@ class Decoder:
         n = after["tensors"] - before["tensors"]
         if n > 0:
             self.native_info = {"used": True, "isa": native.isa(), "weights": n,
-                                "weight_mib": round((after["bytes"] - before["bytes"]) / 2**20, 1)}
+                                "weight_mib": round((after["bytes"] - before["bytes"]) / 2**20, 1),
+                                # llama.cpp's mapped pages of those weights, dropped after the repack
+                                "released_mib": round((after["released_bytes"] - before["released_bytes"]) / 2**20, 1)}
         elif native.status()["loaded"] and "reason" not in self.native_info:
             self.native_info["reason"] = "no q8_0 products to take"
 

@@ -7,8 +7,10 @@ the `libggml.so.0` that libllama links (llama-cpp-python's lib/ holds separate c
 backend registered through another copy lands in a registry llama.cpp never sees).
 
 Off with ASRGGUF_NO_NATIVE=1 (the CLI's --no-native); ASRGGUF_NATIVE_LIB=path picks another build;
-ASRGGUF_NATIVE_ISA=avx2 forces the AVX2 kernels on an AVX-512 VNNI machine. A missing or failing
-library leaves llama.cpp's own products (the reason is kept in `status()`), never an error.
+ASRGGUF_NATIVE_ISA=avx2 forces the AVX2 kernels on an AVX-512 VNNI machine. A missing or failing library
+leaves llama.cpp's own products (the reason is kept in `status()`), never an error.
+The backend drops llama.cpp's mapped pages of each weight it repacks, so no weight is resident twice
+(ASRGGUF_NATIVE_KEEP_SOURCE=1 keeps them, for measuring; docs/memory.md).
 """
 from __future__ import annotations
 
@@ -70,6 +72,8 @@ def load() -> dict:
         lib.asrgguf_native_version.restype = ctypes.c_char_p
         lib.asrgguf_native_stats.argtypes = [ctypes.POINTER(ctypes.c_longlong)]
         lib.asrgguf_native_set_accept.argtypes = [ctypes.c_int]
+        if hasattr(lib, "asrgguf_native_released_bytes"):
+            lib.asrgguf_native_released_bytes.restype = ctypes.c_longlong
         if lib.asrgguf_native_detected_isa() == 0:
             _state.update(failed=True, reason="the CPU has neither AVX2 nor AVX-512 VNNI")
             return status()
@@ -88,10 +92,12 @@ def load() -> dict:
 def stats() -> dict:
     """Counters of the loaded backend: repacked weights and computed products (zeros when not loaded)."""
     if _lib is None:
-        return {"tensors": 0, "bytes": 0, "products": 0, "splits": 0, "seconds": 0.0}
+        return {"tensors": 0, "bytes": 0, "products": 0, "splits": 0, "seconds": 0.0, "released_bytes": 0}
     a = (ctypes.c_longlong * 5)()
     _lib.asrgguf_native_stats(a)
-    return {"tensors": a[0], "bytes": a[1], "products": a[2], "splits": a[3], "seconds": a[4] * 1e-9}
+    rel = getattr(_lib, "asrgguf_native_released_bytes", None)   # absent in builds before 2026-12-03
+    return {"tensors": a[0], "bytes": a[1], "products": a[2], "splits": a[3], "seconds": a[4] * 1e-9,
+            "released_bytes": int(rel()) if rel is not None else 0}
 
 
 def accept(on: bool) -> None:

@@ -42,6 +42,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <thread>
 #include <vector>
 
@@ -1008,6 +1010,52 @@ void buf_memset_tensor(ggml_backend_buffer_t, ggml_tensor * t, uint8_t value, si
     memset((char *) t->data + offset, value, size);
 }
 
+// No second copy of a weight: llama.cpp hands set_tensor the weight's bytes straight from its mmap of the
+// GGUF, and once they are repacked here the process would keep both (the mapping's resident pages count in
+// its RSS until llama.cpp unmaps them, which it never does for tensors between its own mapped ones). So the
+// whole pages of the source range are dropped from the mapping after the repack (MADV_DONTNEED), only when
+// they lie in a read-only file mapping: a later read faults them in again from the file (the page cache
+// keeps them as the kernel sees fit, outside this process's RSS), nothing is lost. A source in anonymous or
+// writable memory (llama.cpp loading without mmap, a test's own array) is never touched.
+// ASRGGUF_NATIVE_KEEP_SOURCE=1 keeps the pages (for measuring).
+std::atomic<long long> g_released_bytes{0};
+
+bool keep_source() {
+    static const bool keep = [] {
+        const char * k = getenv("ASRGGUF_NATIVE_KEEP_SOURCE");
+        return k && *k && strcmp(k, "0") != 0;
+    }();
+    return keep;
+}
+
+// [lo, hi) lies inside one mapping of /proc/self/maps that is a file (inode != 0), readable, not writable
+bool in_readonly_file_mapping(uintptr_t lo, uintptr_t hi) {
+    FILE * f = fopen("/proc/self/maps", "re");
+    if (!f) return false;
+    char line[4096];
+    bool ok = false;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long long a = 0, b = 0, off = 0, inode = 0;
+        char perms[8] = {0}, dev[32] = {0};
+        if (sscanf(line, "%llx-%llx %7s %llx %31s %llu", &a, &b, perms, &off, dev, &inode) != 6) continue;
+        if (a <= lo && hi <= b) {
+            ok = inode != 0 && perms[0] == 'r' && perms[1] != 'w';
+            break;
+        }
+    }
+    fclose(f);
+    return ok;
+}
+
+void release_source(const void * data, size_t size) {
+    if (keep_source()) return;
+    const uintptr_t page = (uintptr_t) sysconf(_SC_PAGESIZE);
+    const uintptr_t lo = ((uintptr_t) data + page - 1) & ~(page - 1);  // whole pages inside the range only
+    const uintptr_t hi = ((uintptr_t) data + size) & ~(page - 1);
+    if (hi <= lo || !in_readonly_file_mapping(lo, hi)) return;
+    if (madvise((void *) lo, hi - lo, MADV_DONTNEED) == 0) g_released_bytes += (long long) (hi - lo);
+}
+
 void buf_set_tensor(ggml_backend_buffer_t buffer, ggml_tensor * t, const void * data, size_t offset, size_t size) {
     if (buffer->usage == GGML_BACKEND_BUFFER_USAGE_WEIGHTS && offset == 0 && size == ggml_nbytes(t) &&
         repackable_shape(t) && G().isa.load() != ISA_NONE) {
@@ -1015,6 +1063,7 @@ void buf_set_tensor(ggml_backend_buffer_t buffer, ggml_tensor * t, const void * 
         t->extra = &REPACKED_TAG;
         G().n_repacked++;
         G().bytes_repacked += (long long) size;
+        release_source(data, size);
         return;
     }
     if (t->extra == &REPACKED_TAG) {  // a partial write into a repacked weight: back to the plain layout
@@ -1288,6 +1337,9 @@ __attribute__((visibility("default"))) int asrgguf_native_set_isa(int isa) {
 
 // 1: q8_0 weights of models loaded from now on come to this backend; 0: they stay on llama.cpp's CPU
 __attribute__((visibility("default"))) void asrgguf_native_set_accept(int on) { G().accept = on ? 1 : 0; }
+
+// bytes of llama.cpp's file mapping dropped after their weights were repacked (release_source)
+__attribute__((visibility("default"))) long long asrgguf_native_released_bytes(void) { return g_released_bytes.load(); }
 
 // [repacked tensors, repacked bytes, products computed, graph splits computed, ns inside graph_compute]
 __attribute__((visibility("default"))) void asrgguf_native_stats(long long * out) {
