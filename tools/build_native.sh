@@ -21,5 +21,8 @@ fi
 cmake -S . -B "$BUILD" -DLLAMA_CPP_SRC="$SRC" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j 2 >/dev/null
 mkdir -p asrgguf/_native
-cp "$BUILD/libasrgguf_native.so" asrgguf/_native/libasrgguf_native.so
+# a new file renamed into place: a process that has the old library loaded keeps its mapping (cp over a loaded
+# library changes its pages under it and crashed a running test process)
+cp "$BUILD/libasrgguf_native.so" asrgguf/_native/.libasrgguf_native.so.new
+mv -f asrgguf/_native/.libasrgguf_native.so.new asrgguf/_native/libasrgguf_native.so
 echo "built asrgguf/_native/libasrgguf_native.so (headers: $SRC)"
