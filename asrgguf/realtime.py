@@ -286,13 +286,16 @@ class RealtimeSession:
         return self._event("error", error={"type": kind, "code": code, "message": message, "param": param,
                                            "event_id": client_event_id})
 
+    def _turn_detection_object(self) -> dict | None:
+        td = self.config.turn_detection
+        return None if td is None else {"type": "server_vad", "threshold": td.threshold,
+                                        "prefix_padding_ms": td.prefix_padding_ms,
+                                        "silence_duration_ms": td.silence_duration_ms}
+
     def session_object(self) -> dict:
         """The GA transcription session object (as `session.created` / `session.updated` carry it)."""
         c = self.config
-        td = None if c.turn_detection is None else {
-            "type": "server_vad", "threshold": c.turn_detection.threshold,
-            "prefix_padding_ms": c.turn_detection.prefix_padding_ms,
-            "silence_duration_ms": c.turn_detection.silence_duration_ms}
+        td = self._turn_detection_object()
         return {"type": "transcription", "id": self.id, "object": "realtime.transcription_session",
                 "audio": {"input": {"format": {"type": "audio/pcm", "rate": c.sample_rate},
                                     "transcription": {"model": c.model, "language": c.language_code,
@@ -303,10 +306,7 @@ class RealtimeSession:
     def beta_session_object(self) -> dict:
         """The beta transcription session object (as `transcription_session.updated` carries it)."""
         c = self.config
-        td = None if c.turn_detection is None else {
-            "type": "server_vad", "threshold": c.turn_detection.threshold,
-            "prefix_padding_ms": c.turn_detection.prefix_padding_ms,
-            "silence_duration_ms": c.turn_detection.silence_duration_ms}
+        td = self._turn_detection_object()
         fmt = "pcm16" if c.sample_rate == 24000 else {"type": "audio/pcm", "rate": c.sample_rate}
         return {"id": self.id, "object": "realtime.transcription_session", "input_audio_format": fmt,
                 "input_audio_transcription": {"model": c.model, "language": c.language_code, "prompt": c.prompt},

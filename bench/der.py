@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+from proc_stats import cpu_line  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
@@ -104,18 +107,6 @@ def der_counts(ref, hyp, duration: float) -> dict:
             "false_alarm": int(((r < 0) & (h >= 0)).sum()), "confusion": int(both.sum()) - matched}
 
 
-def cpu() -> str:
-    model, flags = "", []
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            have = set(line.split(":", 1)[1].split())
-            flags = [f for f in ("avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni") if f in have]
-            break
-    return f"{model} ({' '.join(flags)})"
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=12)
@@ -147,7 +138,7 @@ def main() -> None:
             run_s += dt
             print(json.dumps(rows[-1]), flush=True)
     der = (total["miss"] + total["false_alarm"] + total["confusion"]) / max(1, total["speech"])
-    summary = {"cpu": cpu(), "files": a.files, "oracle": a.oracle, "der": round(der, 4),
+    summary = {"cpu": cpu_line(), "files": a.files, "oracle": a.oracle, "der": round(der, 4),
                "miss": round(total["miss"] / total["speech"], 4),
                "false_alarm": round(total["false_alarm"] / total["speech"], 4),
                "confusion": round(total["confusion"] / total["speech"], 4),

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
-import platform
 import resource
 import statistics
 import sys
@@ -22,18 +21,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def cpu() -> str:
-    model, flags = platform.processor(), []
-    for line in open("/proc/cpuinfo"):
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-        if line.startswith("flags"):
-            have = set(line.split(":", 1)[1].split())
-            flags = [f for f in ("avx2", "fma", "f16c", "avx512f", "avx512_vnni", "avx512_bf16") if f in have]
-            break
-    return f"{model} ({' '.join(flags)})"
+from proc_stats import cpu_line  # noqa: E402
 
 
 def material(tmp: Path):
@@ -83,7 +71,7 @@ def main() -> None:
         speech = sum(s.length for spans in pieces for s in spans)
     med = statistics.median(times)
     print(json.dumps({
-        "cpu": cpu(), "audio_seconds": seconds, "rounds": times, "median_s": round(med, 3),
+        "cpu": cpu_line(), "audio_seconds": seconds, "rounds": times, "median_s": round(med, 3),
         "vad_seconds_per_audio_hour": round(med / seconds * 3600, 1),
         "kept_fraction": round(speech / (seconds * 16000), 3), "pieces": len(pieces),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),

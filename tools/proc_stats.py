@@ -82,3 +82,20 @@ if __name__ == "__main__":  # python tools/proc_stats.py CMD ...: a tiny `/usr/b
     st = run_measured(sys.argv[1:], "/dev/stdout", "/dev/stderr")
     print(json.dumps(st.__dict__), file=sys.stderr)
     sys.exit(st.returncode if st.returncode >= 0 else 128 - st.returncode)
+
+
+def cpu_line() -> str:
+    """The CPU's model name and the vector flags that decide the kernels, for every figure's caption."""
+    model, flags = "", []
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name") and not model:
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                have = set(line.split(":", 1)[1].split())
+                flags = [f for f in ("avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw", "avx512_vnni",
+                                     "avx512_bf16") if f in have]
+                break
+    except OSError:
+        pass
+    return f"{model or 'unknown CPU'} ({' '.join(flags) or 'no AVX2'})"
