@@ -7,6 +7,7 @@ hand. ggml's headers come from the pinned llama-cpp-python source distribution: 
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -67,11 +68,18 @@ def build_native(dest: Path) -> None:
         shutil.copy2(tmp / "build" / "libasrgguf_native.so", dest / "libasrgguf_native.so")
 
 
+def native_wanted() -> bool:
+    """The native backend has x86-64 kernels only (AVX2, AVX-512 VNNI) and is loaded on Linux: elsewhere
+    (ARM Linux, macOS) the package installs without it and llama.cpp's own products are used."""
+    return (os.environ.get("ASRGGUF_NATIVE_BUILD", "auto") != "0" and sys.platform.startswith("linux")
+            and platform.machine().lower() in ("x86_64", "amd64"))
+
+
 class BuildPy(build_py):
     def run(self):
         super().run()
         mode = os.environ.get("ASRGGUF_NATIVE_BUILD", "auto")
-        if mode == "0" or not sys.platform.startswith("linux"):
+        if not native_wanted():
             return
         # editable installs (pip install -e .) import the source tree: build into it (gitignored)
         dest = (ROOT if getattr(self, "editable_mode", False) else Path(self.build_lib)) / "asrgguf" / "_native"
@@ -87,7 +95,7 @@ class PlatformDistribution(Distribution):
     """The wheel may hold a compiled library: tag it for the platform, not py3-none-any."""
 
     def has_ext_modules(self):
-        return sys.platform.startswith("linux") and os.environ.get("ASRGGUF_NATIVE_BUILD", "auto") != "0"
+        return native_wanted()
 
 
 setup(cmdclass={"build_py": BuildPy}, distclass=PlatformDistribution)

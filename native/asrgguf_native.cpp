@@ -31,6 +31,9 @@
 #include "ggml-backend.h"
 #include "ggml-backend-impl.h"
 
+#if !defined(__x86_64__) && !defined(_M_X64)
+#error "asrgguf native: x86-64 only (AVX2 / AVX-512 VNNI kernels)"
+#endif
 #include <immintrin.h>
 #include <omp.h>
 
