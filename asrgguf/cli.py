@@ -453,9 +453,11 @@ def listen(source, gguf_path, mmproj, model_dir, language, context, raw_rate, re
             for e in events:
                 if fmt == "jsonl":
                     d = {"type": e.type, "utterance": e.utterance, "text": e.text, "start": round(e.start, 3)}
-                    if e.type == "final":
+                    if e.end is not None:
                         d["end"] = round(e.end, 3)
                     click.echo(json.dumps(d, ensure_ascii=False))
+                elif e.type.startswith("speech_"):
+                    pass
                 elif e.type == "partial":
                     if tty:
                         click.echo(f"\r\x1b[K{e.text}", nl=False)

@@ -47,7 +47,8 @@ def test_jsonl_events_and_srt_output(data_dir, tmp_path):
     events = [json.loads(ln) for ln in r.stdout.decode().splitlines()]
     finals = [e for e in events if e["type"] == "final"]
     assert [e["text"] for e in finals] == [speech.SAMPLE_TEXT] * 2 and [e["utterance"] for e in finals] == [0, 1]
-    assert {e["type"] for e in events} == {"partial", "final"}
+    assert [e["type"] for e in events if e["type"].startswith("speech")] == ["speech_started", "speech_stopped"] * 2
+    assert {e["type"] for e in events} == {"speech_started", "partial", "speech_stopped", "final"}
     import srt
 
     cues = list(srt.parse((tmp_path / "o.srt").read_text()))
