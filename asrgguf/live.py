@@ -25,7 +25,7 @@ from .errors import AsrggufError
 from .pieces import SAMPLE_RATE, Piece
 from .results import Segment
 from .scheduler import PushFeed, Request
-from .vad import SpeechDetector, VadOptions
+from .vad import SpeechDetector, Tape, VadOptions
 
 # stream settings: an utterance ends after half a second of silence (files: 1 s), padded by 200 ms
 LIVE_VAD = VadOptions(min_silence_ms=500, speech_pad_ms=200)
@@ -42,34 +42,6 @@ class Event:
     start: float
     end: float | None = None
     segment: Segment | None = None
-
-
-class _Tape:
-    """The stream's samples from `base` on (dropped from the front as utterances end)."""
-
-    def __init__(self):
-        self.base, self._parts, self.n = 0, [], 0
-
-    def append(self, x: np.ndarray) -> None:
-        if x.size:
-            self._parts.append(x)
-            self.n += x.size
-
-    def take(self, start: int, end: int) -> np.ndarray:
-        buf = np.concatenate(self._parts) if len(self._parts) > 1 else (self._parts[0] if self._parts else
-                                                                       np.zeros(0, np.float32))
-        self._parts = [buf] if buf.size else []
-        return buf[max(0, start - self.base):max(0, end - self.base)].copy()
-
-    def drop_before(self, pos: int) -> None:
-        if pos <= self.base:
-            return
-        buf = np.concatenate(self._parts) if len(self._parts) > 1 else (self._parts[0] if self._parts else
-                                                                       np.zeros(0, np.float32))
-        cut = min(pos - self.base, buf.size)
-        rest = buf[cut:]
-        self._parts = [rest] if rest.size else []
-        self.base += cut
 
 
 class Stream:
@@ -90,7 +62,7 @@ class Stream:
                                           # only through push_utterance (manual commits)
         self.vad = replace(vad or LIVE_VAD, max_speech_seconds=float(max_utterance_seconds))
         self._det = SpeechDetector(self.vad, max_utterance_seconds)
-        self._tape = _Tape()
+        self._tape = Tape()
         self._step = int(step_seconds * SAMPLE_RATE)
         self._events: list[Event] = []
         self._finals = PushFeed()

@@ -304,7 +304,7 @@ def speech_regions(blocks: Iterable[np.ndarray], options: VadOptions | None = No
 
 
 # --------------------------------------------------------------------------- pieces
-class _Tape:
+class Tape:
     """The recording's samples from `base` on, appended block by block and dropped from the front."""
 
     def __init__(self) -> None:
@@ -386,7 +386,7 @@ def iter_speech_pieces(blocks: Iterable[np.ndarray], piece_seconds: float = DEFA
     if not piece_seconds or piece_seconds <= 0:
         raise AsrggufError(f"piece_seconds must be > 0 (got {piece_seconds})")
     det = SpeechDetector(options, piece_seconds)
-    tape = _Tape()
+    tape = Tape()
     packer = Packer(int(piece_seconds * SAMPLE_RATE))
 
     def add(r: Region) -> Iterator[Piece]:
