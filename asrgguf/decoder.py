@@ -128,8 +128,14 @@ class Decoder:
         mp.use_extra_bufts = opts.repack
         self.offloaded = gpu and mp.n_gpu_layers != 0   # decoder layers on the GPU
         native_before = self._native_setup(opts, file_type)
-        self.model = L.llama_model_load_from_file(path.encode(), mp)
-        self._native_done(native_before)
+        from . import native
+
+        cache = native.cache_begin(path) if self._native_want else None
+        try:
+            self.model = L.llama_model_load_from_file(path.encode(), mp)
+        finally:
+            cache_state = native.cache_finish(cache)
+        self._native_done(native_before, cache_state)
         if not self.model:
             raise AsrggufError(f"{path}: llama.cpp could not load the decoder"
                                + (f" ({last_llama_error()})" if last_llama_error() else ""))
@@ -165,9 +171,10 @@ class Decoder:
                                           else f"not a q8_0 decoder (file type {file_type})" if not q8_0
                                           else "decoder layers on a GPU")
         native.accept(want)
+        self._native_want = want and native.status()["loaded"]
         return native.stats()
 
-    def _native_done(self, before: dict) -> None:
+    def _native_done(self, before: dict, cache: str = "off") -> None:
         from . import native
 
         after = native.stats()
@@ -176,7 +183,9 @@ class Decoder:
             self.native_info = {"used": True, "isa": native.isa(), "weights": n,
                                 "weight_mib": round((after["bytes"] - before["bytes"]) / 2**20, 1),
                                 # llama.cpp's mapped pages of those weights, dropped after the repack
-                                "released_mib": round((after["released_bytes"] - before["released_bytes"]) / 2**20, 1)}
+                                                "released_mib": round((after["released_bytes"] - before["released_bytes"]) / 2**20, 1),
+                                # the repack cache (asrgguf/repack_cache.py): hit, written, rebuilt, off, ...
+                                "cache": cache}
         elif native.status()["loaded"] and "reason" not in self.native_info:
             self.native_info["reason"] = "no q8_0 products to take"
 

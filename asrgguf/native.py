@@ -10,7 +10,8 @@ Off with ASRGGUF_NO_NATIVE=1 (the CLI's --no-native); ASRGGUF_NATIVE_LIB=path pi
 ASRGGUF_NATIVE_ISA=avx2 forces the AVX2 kernels on an AVX-512 VNNI machine. A missing or failing library
 leaves llama.cpp's own products (the reason is kept in `status()`), never an error.
 The backend drops llama.cpp's mapped pages of each weight it repacks, so no weight is resident twice
-(ASRGGUF_NATIVE_KEEP_SOURCE=1 keeps them, for measuring; docs/memory.md).
+(ASRGGUF_NATIVE_KEEP_SOURCE=1 keeps them, for measuring; docs/memory.md). The repacked weights are kept
+in a cache file that later loads map instead of repacking (asrgguf/repack_cache.py; ASRGGUF_NATIVE_NO_CACHE=1).
 """
 from __future__ import annotations
 
@@ -74,6 +75,13 @@ def load() -> dict:
         lib.asrgguf_native_set_accept.argtypes = [ctypes.c_int]
         if hasattr(lib, "asrgguf_native_released_bytes"):
             lib.asrgguf_native_released_bytes.restype = ctypes.c_longlong
+        if hasattr(lib, "asrgguf_native_cache_begin"):   # the repack cache (asrgguf/repack_cache.py)
+            lib.asrgguf_native_cache_begin.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+            lib.asrgguf_native_cache_end.restype = ctypes.c_int
+            lib.asrgguf_native_cache_write.argtypes = [ctypes.c_int]
+            lib.asrgguf_native_cache_write.restype = ctypes.c_int
+            lib.asrgguf_native_cached_bytes.restype = ctypes.c_longlong
+            lib.asrgguf_native_layout.restype = ctypes.c_char_p
         if lib.asrgguf_native_detected_isa() == 0:
             _state.update(failed=True, reason="the CPU has neither AVX2 nor AVX-512 VNNI")
             return status()
@@ -98,6 +106,25 @@ def stats() -> dict:
     rel = getattr(_lib, "asrgguf_native_released_bytes", None)   # absent in builds before 2026-12-03
     return {"tensors": a[0], "bytes": a[1], "products": a[2], "splits": a[3], "seconds": a[4] * 1e-9,
             "released_bytes": int(rel()) if rel is not None else 0}
+
+
+def cache_begin(gguf: str):
+    """Name the repack cache of the decoder about to load (asrgguf/repack_cache.py); returns a token for
+    cache_finish."""
+    if _lib is None or not hasattr(_lib, "asrgguf_native_cache_begin"):
+        return None
+    from . import repack_cache
+
+    return repack_cache.begin(_lib, gguf, _state["path"])
+
+
+def cache_finish(token) -> str:
+    """After the load: what the repack cache did ('hit', 'written', 'rebuilt', 'none', 'off', ...)."""
+    if _lib is None or token is None:
+        return "off"
+    from . import repack_cache
+
+    return repack_cache.finish(_lib, token)
 
 
 def accept(on: bool) -> None:

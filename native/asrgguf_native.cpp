@@ -30,6 +30,7 @@
 #include "ggml.h"
 #include "ggml-backend.h"
 #include "ggml-backend-impl.h"
+#include "repack_cache.h"
 
 #if !defined(__x86_64__) && !defined(_M_X64)
 #error "asrgguf native: x86-64 only (AVX2 / AVX-512 VNNI kernels)"
@@ -44,6 +45,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <new>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -67,6 +69,7 @@ struct Global {
     std::atomic<int> isa{ISA_NONE};
     std::atomic<long long> n_repacked{0};
     std::atomic<long long> bytes_repacked{0};
+    std::atomic<long long> bytes_cached{0};  // of those, read from a repack cache file (not repacked again)
     std::atomic<long long> n_mul_mat{0};
     std::atomic<long long> n_graphs{0};
     std::atomic<long long> ns{0};  // wall time inside graph_compute
@@ -120,29 +123,31 @@ bool repackable_shape(const ggml_tensor * t) {
            t->ne[0] % (2 * QK) == 0 && ggml_is_contiguous(t);
 }
 
-void repack(uint8_t * dst, const uint8_t * src, int64_t M, int64_t K) {
+// group g (rows 16g..16g+15) of a weight of K columns
+void repack_group(uint8_t * dst, const uint8_t * src, int64_t g, int64_t K) {
     const int64_t nb = K / QK, nsb = nb / 2, rowbytes = nb * QB;
-    const int64_t ng = M / GR;
-#pragma omp parallel for schedule(static)
-    for (int64_t g = 0; g < ng; ++g) {
-        uint8_t * Gp = dst + g * GR * rowbytes;
-        for (int64_t s = 0; s < nsb; ++s) {
-            uint8_t * S = Gp + s * SB;
-            for (int h = 0; h < 2; ++h) {
-                const int64_t b = 2 * s + h;
-                for (int r = 0; r < GR; ++r) {
-                    const uint8_t * blk = src + (g * GR + r) * rowbytes + b * QB;
-                    memcpy(S + h * 32 + r * 2, blk, 2);
-                    for (int j = 0; j < 8; ++j) {   // 4 quants at a time: a 16 x 8 transpose of 32-bit words
-                        uint32_t w;
-                        memcpy(&w, blk + 2 + 4 * j, 4);
-                        w ^= 0x80808080u;
-                        memcpy(S + 64 + h * 512 + j * 64 + r * 4, &w, 4);
-                    }
+    uint8_t * Gp = dst + g * GR * rowbytes;
+    for (int64_t s = 0; s < nsb; ++s) {
+        uint8_t * S = Gp + s * SB;
+        for (int h = 0; h < 2; ++h) {
+            const int64_t b = 2 * s + h;
+            for (int r = 0; r < GR; ++r) {
+                const uint8_t * blk = src + (g * GR + r) * rowbytes + b * QB;
+                memcpy(S + h * 32 + r * 2, blk, 2);
+                for (int j = 0; j < 8; ++j) {   // 4 quants at a time: a 16 x 8 transpose of 32-bit words
+                    uint32_t w;
+                    memcpy(&w, blk + 2 + 4 * j, 4);
+                    w ^= 0x80808080u;
+                    memcpy(S + 64 + h * 512 + j * 64 + r * 4, &w, 4);
                 }
             }
         }
     }
+}
+
+void repack(uint8_t * dst, const uint8_t * src, int64_t M, int64_t K) {
+#pragma omp parallel for schedule(static)
+    for (int64_t g = 0; g < M / GR; ++g) repack_group(dst, src, g, K);
 }
 
 void unpack(uint8_t * dst, const uint8_t * src, int64_t M, int64_t K) {
@@ -998,11 +1003,32 @@ const ggml_backend_i backend_iface = {
 struct Buf {
     uint8_t * data;
     size_t size;
+    bool mapped;  // a repack cache file's private mapping (repack_cache.h), else aligned_alloc'd
 };
 
+// the repacked weights in this backend's buffers, for reading them back by name (asrgguf_native_read_weight)
+std::mutex g_weights_mu;
+std::vector<const ggml_tensor *> g_weights;
+
+void note_weight(const ggml_tensor * t) {
+    std::lock_guard<std::mutex> lk(g_weights_mu);
+    g_weights.push_back(t);
+}
+
 void buf_free(ggml_backend_buffer_t buffer) {
+    {
+        std::lock_guard<std::mutex> lk(g_weights_mu);
+        std::vector<const ggml_tensor *> keep;
+        for (const ggml_tensor * t : g_weights)
+            if (t->buffer != buffer) keep.push_back(t);
+        g_weights.swap(keep);
+    }
     Buf * b = (Buf *) buffer->context;
-    free(b->data);
+    repack_cache::unbind(b->data);
+    if (b->mapped)
+        munmap(b->data, b->size);
+    else
+        free(b->data);
     delete b;
 }
 
@@ -1059,13 +1085,46 @@ void release_source(const void * data, size_t size) {
     if (madvise((void *) lo, hi - lo, MADV_DONTNEED) == 0) g_released_bytes += (long long) (hi - lo);
 }
 
+// a weight of a mapped repack cache equals what set_tensor would write: its chunks pass their checksums and
+// its first and last 16-row groups repack from the GGUF's bytes to the cache's (a plain weight: all bytes)
+bool cached_equal(const Buf * b, const ggml_tensor * t, const void * data, size_t offset, size_t size, bool repacked) {
+    uint8_t * dst = (uint8_t *) t->data + offset;
+    if (!repack_cache::verify((size_t) (dst - b->data), size)) return false;
+    if (!repacked) return memcmp(dst, data, size) == 0;
+    const int64_t K = t->ne[0], ng = t->ne[1] / GR, gbytes = GR * (K / QK) * QB;
+    std::vector<uint8_t> tmp(gbytes);
+    for (int64_t g : {(int64_t) 0, ng - 1}) {   // serial: no OpenMP region (its idle threads spin) during a load
+        repack_group(tmp.data(), (const uint8_t *) data + g * gbytes, 0, K);
+        if (memcmp(tmp.data(), dst + g * gbytes, gbytes) != 0) return false;
+    }
+    return true;
+}
+
 void buf_set_tensor(ggml_backend_buffer_t buffer, ggml_tensor * t, const void * data, size_t offset, size_t size) {
+    const Buf * b = (const Buf *) buffer->context;
+    const bool whole_weight = buffer->usage == GGML_BACKEND_BUFFER_USAGE_WEIGHTS && offset == 0 && size == ggml_nbytes(t);
+    if (b->mapped && whole_weight) {
+        const bool rp = repackable_shape(t) && G().isa.load() != ISA_NONE;
+        if (cached_equal(b, t, data, offset, size, rp)) {  // the cache already holds it: nothing to write
+            if (rp) {
+                t->extra = &REPACKED_TAG;
+                G().n_repacked++;
+                G().bytes_repacked += (long long) size;
+                G().bytes_cached += (long long) size;
+                note_weight(t);
+                release_source(data, size);
+            }
+            return;
+        }
+        repack_cache::mark_stale();  // written below into the private mapping; asrgguf writes a new file
+    }
     if (buffer->usage == GGML_BACKEND_BUFFER_USAGE_WEIGHTS && offset == 0 && size == ggml_nbytes(t) &&
         repackable_shape(t) && G().isa.load() != ISA_NONE) {
         repack((uint8_t *) t->data, (const uint8_t *) data, t->ne[1], t->ne[0]);
         t->extra = &REPACKED_TAG;
         G().n_repacked++;
         G().bytes_repacked += (long long) size;
+        note_weight(t);
         release_source(data, size);
         return;
     }
@@ -1113,11 +1172,20 @@ const char * buft_get_name(ggml_backend_buffer_type_t) { return "ASRGGUF"; }
 
 ggml_backend_buffer_t buft_alloc(ggml_backend_buffer_type_t buft, size_t size) {
     const size_t n = ((size ? size : 1) + 63) / 64 * 64;
-    void * p = aligned_alloc(64, n);
-    if (!p) return nullptr;
-    Buf * b = new (std::nothrow) Buf{(uint8_t *) p, size};
+    bool bound = false;
+    void * p = repack_cache::try_map(size, &bound);
+    const bool mapped = p != nullptr;
+    if (!p) {
+        p = aligned_alloc(64, n);
+        if (!p) return nullptr;
+        if (bound) repack_cache::bind_allocated((uint8_t *) p, size);
+    }
+    Buf * b = new (std::nothrow) Buf{(uint8_t *) p, size, mapped};
     if (!b) {
-        free(p);
+        if (mapped)
+            munmap(p, size);
+        else
+            free(p);
         return nullptr;
     }
     return ggml_backend_buffer_init(buft, buf_iface, b, size);
@@ -1340,6 +1408,33 @@ __attribute__((visibility("default"))) int asrgguf_native_set_isa(int isa) {
 
 // 1: q8_0 weights of models loaded from now on come to this backend; 0: they stay on llama.cpp's CPU
 __attribute__((visibility("default"))) void asrgguf_native_set_accept(int on) { G().accept = on ? 1 : 0; }
+
+// the bytes of the repacked weight `name` as the GGUF holds them (unpacked from this backend's buffer), into
+// dst of `size` bytes: 0, -1 no such weight, -2 another size
+__attribute__((visibility("default"))) int asrgguf_native_read_weight(const char * name, void * dst, size_t size) {
+    const ggml_tensor * t = nullptr;
+    {
+        std::lock_guard<std::mutex> lk(g_weights_mu);
+        for (const ggml_tensor * w : g_weights)
+            if (strcmp(w->name, name) == 0) t = w;
+    }
+    if (!t) return -1;
+    if (ggml_nbytes(t) != size) return -2;
+    buf_get_tensor(t->buffer, t, dst, 0, size);
+    return 0;
+}
+
+// bytes of repacked weights taken from a repack cache file (native/repack_cache.h) instead of repacked
+__attribute__((visibility("default"))) long long asrgguf_native_cached_bytes(void) { return G().bytes_cached.load(); }
+
+// what decides the contents of the weight buffer besides the GGUF: part of a repack cache's key
+__attribute__((visibility("default"))) const char * asrgguf_native_layout(void) {
+    init_global();
+    static char s[96];
+    snprintf(s, sizeof s, "layout=16x64-u8 group=%d elementwise=%d attention=%d", GR, (int) G().elementwise,
+             (int) G().attention);
+    return s;
+}
 
 // bytes of llama.cpp's file mapping dropped after their weights were repacked (release_source)
 __attribute__((visibility("default"))) long long asrgguf_native_released_bytes(void) { return g_released_bytes.load(); }

@@ -15,6 +15,23 @@ from asrgguf import native
 from asrgguf.decoder import Decoder, DecoderOptions
 
 
+def weight_hashes(gguf: str) -> dict:
+    """name -> SHA-256 of the q8_0 weights the backend holds, as it gives them back."""
+    import ctypes
+    import hashlib
+
+    from gguf import GGUFReader
+
+    lib = native._lib
+    lib.asrgguf_native_read_weight.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+    out = {}
+    for t in GGUFReader(gguf).tensors:
+        buf = np.empty(int(t.n_bytes), np.uint8)
+        if lib.asrgguf_native_read_weight(t.name.encode(), buf.ctypes.data, buf.nbytes) == 0:
+            out[t.name] = hashlib.sha256(buf.tobytes()).hexdigest()
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("gguf")
@@ -23,6 +40,8 @@ def main() -> None:
     ap.add_argument("--positions", type=int, default=40)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--weights", action="store_true", help="also the SHA-256 of each weight the backend holds, "
+                    "read back through it (unpacked from its buffer)")
     a = ap.parse_args()
     opt = {"on": True, "off": False, "default": None}[a.native]
     d = Decoder(a.gguf, DecoderOptions(n_ctx=a.positions + a.steps + 8, n_threads=a.threads, native=opt))
@@ -34,7 +53,10 @@ def main() -> None:
         pos = d.eval_tokens([ids[-1]], pos, logits_last=True)
         rows.append(d.logits().copy())
     np.save(a.out, np.stack(rows))
-    print(json.dumps({"native": d.native_info, "ids": ids, "status": native.status(), "stats": native.stats()}))
+    res = {"native": d.native_info, "ids": ids, "status": native.status(), "stats": native.stats()}
+    if a.weights:
+        res["weights"] = weight_hashes(a.gguf)
+    print(json.dumps(res))
     d.close()
 
 
