@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-import demo_speech as speech
+import support.demo_speech as speech
 from asrgguf import demo
 from conftest import espeak
-from demo_wer import SPEED, wer
-from reference import (official_classes, official_model, official_prompt_ids, official_tokens, official_wav,
+from support.demo_speech import SPEED, wer
+from support.reference import (official_classes, official_model, official_prompt_ids, official_tokens, official_wav,
                        official_words)
 
 N_CLIPS = 12     # held-out sentences: 6 of the templates, 2 digit strings, 4 of random words
@@ -190,7 +190,7 @@ def demo_aligner_checkpoint(tmp_path_factory):
     (The trained bfloat16 checkpoint itself is not packaged: 15 MB.)"""
     import torch
     from qwen_asr.core.transformers_backend import Qwen3ASRConfig, Qwen3ASRProcessor
-    from random_checkpoint import mark_aligner
+    from support.random_checkpoint import mark_aligner
     from safetensors.torch import load_file, save_file
     from train_demo_aligner import aligner_config
 

@@ -1,7 +1,7 @@
 """End to end against the official qwen-asr (transformers, float32, greedy, windowed encoder).
 
 With an f32 decoder and f32 encoder the generated token ids are identical; with f16 and q8_0
-decoders the agreement is measured (tools/parity_report.py writes it to docs/parity.md).
+decoders the agreement is measured (bench/parity_report.py writes it to docs/parity.md).
 """
 import json
 import os
@@ -15,7 +15,7 @@ from asrgguf import Transcriber, formats
 from asrgguf.pieces import split_array
 from asrgguf.prompt import build_prompt
 from conftest import official_utils, speech_with_silences, write_wav
-from reference import official_model, official_prompt_ids, official_tokens, official_wav
+from support.reference import official_model, official_prompt_ids, official_tokens, official_wav
 
 MAX_NEW = 40
 CASES = [  # (checkpoint, clip, language, context)
@@ -207,7 +207,7 @@ def test_parallel_pieces_decode_as_the_official_does_each(gguf_pair, ck_gqa, rea
     taken by the next piece at once): with the f32 pair each piece's ids equal the official package's
     for that piece alone, in order."""
     from asrgguf import Transcriber
-    from reference import official_model, official_tokens
+    from support.reference import official_model, official_tokens
 
     path = str(real_files["flac44"])
     theirs = official_utils().split_audio_into_chunks(official_utils().normalize_audio_input(path), 16000, 10.0)

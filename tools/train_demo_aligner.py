@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the built-in demo aligner: a small Qwen3-ForcedAligner on espeak-ng speech (issue 14).
 
-The labels are espeak-ng's own word boundaries (libespeak-ng's word events, tools/demo_speech.py
+The labels are espeak-ng's own word boundaries (libespeak-ng's word events, tests/support/demo_speech.py
 Espeak.synth_words): each word's start and end in classes of 80 ms, as the published aligner counts.
 The model is the official class (Qwen3ASRForConditionalGeneration with a thinker of model_type
 "qwen3_forced_aligner": the head is Linear(hidden, classify_num)) at the demo ASR model's size, and
@@ -33,11 +33,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-import demo_speech as speech  # noqa: E402
-from random_checkpoint import mark_aligner  # noqa: E402
+import support.demo_speech as speech  # noqa: E402
+from support.random_checkpoint import mark_aligner  # noqa: E402
 from train_demo import (DEMO_DIR, batched_audio_tower, check_library_matches_cli, cpu_seconds, log,  # noqa: E402
                         optimizer, training_items, training_options)
 

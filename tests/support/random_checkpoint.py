@@ -7,16 +7,16 @@ the chat template and preprocessor_config.json. The official `qwen-asr` package 
 runs it (layout "original"); `--layout hf` renames the tensors to the transformers-native
 `*-hf` layout, which only converters read.
 
-The tokenizer is the real Qwen2 BPE (vocab.json + merges.txt in tools/data/qwen2-bpe.tar.xz,
+The tokenizer is the real Qwen2 BPE (vocab.json + merges.txt in tests/support/data/qwen2-bpe.tar.xz,
 taken from llama.cpp's models/ggml-vocab-qwen2.gguf), so llama.cpp's own converter recognises it.
 
 Weights are scaled (not the default 0.02 init) so that greedy output depends on the audio
 and varies from step to step: every linear layer has std 1/sqrt(fan_in) (activations keep their
 scale), token embeddings std 1, and the output head a gain that spreads the logits.
 
-    python tools/random_checkpoint.py OUT --size tiny [--mha] [--tied] [--layout hf]
-    python tools/random_checkpoint.py OUT --size 0.6b
-    python tools/random_checkpoint.py OUT --aligner [--size tiny|aligner-0.6b]
+    python tests/support/random_checkpoint.py OUT --size tiny [--mha] [--tied] [--layout hf]
+    python tests/support/random_checkpoint.py OUT --size 0.6b
+    python tests/support/random_checkpoint.py OUT --aligner [--size tiny|aligner-0.6b]
 
 `--aligner` writes a Qwen3-ForcedAligner checkpoint: the thinker config's model_type is
 "qwen3_forced_aligner", the head is Linear(hidden, classify_num) (5000 classes of
