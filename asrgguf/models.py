@@ -6,6 +6,7 @@ import glob
 import os
 from pathlib import Path
 
+from .cache_dir import default_cache_dir  # noqa: F401  (asrgguf.models.default_cache_dir, as before)
 from .errors import AsrggufError
 
 
@@ -75,14 +76,6 @@ def pretrained_pair(model: str | Path, outtype: str = "q8_0", cache_dir: str | P
         quantize_checkpoint(model_dir, outtype, cache, mmproj_type=mm_type, name=name)
         stamp.write_text(src_id)
     return dec, mm
-
-
-def default_cache_dir() -> Path:
-    """Where `from_pretrained` keeps quantized pairs: $ASRGGUF_CACHE, else $XDG_CACHE_HOME/asrgguf or
-    ~/.cache/asrgguf."""
-    base = os.environ.get("ASRGGUF_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "asrgguf")
-    return Path(base)
 
 
 def _checkpoint_stamp(model_dir: Path) -> str:

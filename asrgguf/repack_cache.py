@@ -1,7 +1,7 @@
 """The native backend's repack cache: its repacked q8_0 weights of a decoder GGUF kept in a file, so a later
 load maps them (file-backed pages, read as used) instead of repacking the GGUF again (native/repack_cache.h).
 
-One file per decoder GGUF in the cache directory (`models.default_cache_dir()/native/`), named by the GGUF's
+One file per decoder GGUF in the cache directory (`cache_dir.default_cache_dir()/native/`), named by the GGUF's
 absolute path. Its key describes the GGUF (size, mtime, a SHA-256 of its first 8 MiB, where the header and
 tensor table lie) and the library (its size and mtime, its weight layout and flags, llama.cpp's version):
 a file made for anything else is never used. The backend checks a used file as the weights come in
@@ -25,7 +25,7 @@ def disabled() -> bool:
 
 
 def cache_path(gguf: str | Path) -> Path:
-    from .models import default_cache_dir
+    from .cache_dir import default_cache_dir
 
     p = Path(gguf).resolve()
     tag = hashlib.sha256(str(p).encode()).hexdigest()[:16]

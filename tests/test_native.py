@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = Path(__file__).resolve().parent / "native_probe.py"
+PROBE = Path(__file__).resolve().parent / "support" / "native_probe.py"
 
 
 @pytest.fixture(scope="session")
