@@ -50,6 +50,7 @@ class Transcriber:
         self.features = LogMel(p.num_mel_bins, p.n_fft, p.hop_length, p.sample_rate, device=encoder.device)
         self.model_info = model_info
         self.load_s = load_s
+        self.load_stages: dict = {}   # from_gguf: {stage: {"start": s, "end": s}} from the load's start
         self.max_new_tokens = max_new_tokens
         if p.output_dim != decoder.n_embd:
             raise AsrggufError(f"{model_info.get('mmproj')}: encoder output width {p.output_dim} does not match "
@@ -83,10 +84,16 @@ class Transcriber:
         Decoder.check_file(decoder)  # header errors first, before anything slow
         mm = Path(mmproj) if mmproj else find_mmproj(decoder)
         check_mmproj(mm)
+        stages: dict = {}   # each load stage's start and end, seconds from t0 (the threads overlap them)
+
+        def stage(name: str, start: float) -> None:
+            stages[name] = {"start": round(start - t0, 4), "end": round(time.perf_counter() - t0, 4)}
 
         def load_encoder():
+            ts = time.perf_counter()
             import torch
 
+            stage("import_torch", ts)
             from .devices import pick_device, pick_dtype
             from .encoder import load_from_gguf
 
@@ -94,18 +101,27 @@ class Transcriber:
             dt = pick_dtype(dtype, dev)
             if threads:
                 torch.set_num_threads(threads)
-            return load_from_gguf(mm, device=dev, dtype=dt), dev, dt
+            te = time.perf_counter()
+            enc = load_from_gguf(mm, device=dev, dtype=dt)
+            stage("encoder", te)
+            return enc, dev, dt
+
+        def load_decoder():
+            ts = time.perf_counter()
+            d = Decoder(decoder, opts)
+            stage("decoder", ts)   # llama.cpp's load, the native backend's repack or repack cache within it
+            return d
 
         if llama_gpu_backends():
             # one after the other on GPU builds: on an H200 the two CUDA start-ups side by side loaded
             # about 0.8 s slower than in turn (docs/benchmarks.md, "CUDA")
             enc, dev, dt = load_encoder()
-            dec = Decoder(decoder, opts)
+            dec = load_decoder()
         else:
             # CPU build: llama.cpp loads (and repacks) the decoder in a thread (ctypes releases the GIL)
             # while this thread imports torch and loads the encoder: about a second less start-up on 2 cores
             with ThreadPoolExecutor(1) as pool:
-                fut = pool.submit(Decoder, decoder, opts)
+                fut = pool.submit(load_decoder)
                 try:
                     enc, dev, dt = load_encoder()
                 except BaseException:
@@ -116,7 +132,9 @@ class Transcriber:
         info = {"decoder": str(decoder), "mmproj": str(mm), "encoder_device": dev.type,
                 "encoder_dtype": str(dt).replace("torch.", ""), "decoder_device": "gpu" if dec.offloaded else "cpu",
                 "native": dec.native_info}
-        return cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens, aligner)
+        tr = cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens, aligner)
+        tr.load_stages = stages
+        return tr
 
     @classmethod
     def from_pretrained(cls, model: str | Path, outtype: str = "q8_0", cache_dir: str | Path | None = None,
@@ -257,6 +275,8 @@ class Transcriber:
         t = {"load": self.load_s, "audio": 0.0, "features": 0.0, "encoder": 0.0, "prefill": 0.0, "decode": 0.0,
              "prompt_tokens": 0, "generated_tokens": 0, "decode_tokens_per_s": 0.0, "audio_seconds": 0.0,
              "pieces": 0, "piece_seconds": opts.piece_seconds}
+        if self.load_stages:
+            t["load_stages"] = self.load_stages
         t0 = time.perf_counter()
 
         def on_read(s: float) -> None:
