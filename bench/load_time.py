@@ -64,9 +64,9 @@ def main() -> None:
     print("| decoder load | median (s) | runs (s) | peak RSS median (MB) | cache |")
     print("|---|---:|---|---:|---|")
     for k, rs in res.items():
-        print(f"| {k} | {statistics.median(r['load_s'] for r in rs):.2f} | "
-              f"{' '.join(f'{r['load_s']:.2f}' for r in rs)} | {statistics.median(r['rss_mb'] for r in rs):.0f} | "
-              f"{rs[0]['native'].get('cache', '-')} |")
+        runs = " ".join(f"{r['load_s']:.2f}" for r in rs)
+        print(f"| {k} | {statistics.median(r['load_s'] for r in rs):.2f} | {runs} | "
+              f"{statistics.median(r['rss_mb'] for r in rs):.0f} | {rs[0]['native'].get('cache', '-')} |")
 
 
 if __name__ == "__main__":
