@@ -240,14 +240,48 @@ def verbose_json(res, words: bool) -> dict:
     greedy decode keeps none), words when asked for and an aligner gave them."""
     d = {"task": "transcribe", "language": res.language.lower(), "duration": round(res.duration, 3),
          "text": res.text,
-         "segments": [{"id": s.id, "seek": int(round(s.start * 100)), "start": round(s.start, 3),
-                       "end": round(s.end, 3), "text": s.text, "tokens": list(s.token_ids), "temperature": 0.0}
-                      for s in res.segments],
+         "segments": [_with_speaker({"id": s.id, "seek": int(round(s.start * 100)), "start": round(s.start, 3),
+                                     "end": round(s.end, 3), "text": s.text, "tokens": list(s.token_ids),
+                                     "temperature": 0.0}, s) for s in res.segments],
          "usage": {"type": "duration", "seconds": round(res.duration, 3)}}
     if words:
-        d["words"] = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
+        d["words"] = [_with_speaker({"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}, w)
                       for s in res.segments for w in (s.words or [])]
     return d
+
+
+def _with_speaker(d: dict, x) -> dict:
+    """With diarization (form field diarize): the segment's or word's speaker."""
+    who = getattr(x, "speaker", None)
+    return d if who is None else {**d, "speaker": who}
+
+
+def _diarize_form(form, stream: bool):
+    """The form fields diarize, speakers, min_speakers, max_speakers -> DiarizeOptions or None."""
+    from .speakers import DiarizeOptions, check_installed
+
+    on = str(form.get("diarize") or "false").strip().lower() in ("true", "1", "yes")
+    counts = {}
+    for name in ("speakers", "min_speakers", "max_speakers"):
+        v = form.get(name)
+        if v is None or v == "":
+            continue
+        if not on:
+            raise ApiError(400, f"{name} goes with diarize=true", "invalid_request")
+        try:
+            counts[name] = int(str(v).strip())
+        except ValueError:
+            raise ApiError(400, f"{name} must be a positive integer (got {str(v)[:40]!r})", "invalid_request") from None
+    if not on:
+        return None
+    if stream:
+        raise ApiError(400, "diarize does not go with stream (the speakers are known only at the end)",
+                       "invalid_request")
+    try:
+        check_installed()
+        return DiarizeOptions(**counts).checked()
+    except AsrggufError as e:
+        raise ApiError(400, str(e), "diarize_unavailable" if "pip install" in str(e) else "invalid_request") from None
 
 
 # ----------------------------------------------------------------------------- the app
@@ -391,6 +425,7 @@ def create_app(cfg: ServeConfig, engine: EngineThread | None = None):
             raise ApiError(400, "word timestamps need an aligner, and this server has none loaded",
                            "word_timestamps_unavailable")
         stream = str(form.get("stream") or "false").strip().lower() in ("true", "1", "yes")
+        diarize = _diarize_form(form, stream)
         vad = str(form.get("vad") or "false").strip().lower() in ("true", "1", "yes")
         if vad:
             try:
@@ -430,6 +465,9 @@ def create_app(cfg: ServeConfig, engine: EngineThread | None = None):
 
         r = sched.submit(src, opts, emit)
         gone = asyncio.ensure_future(_wait_disconnect(request.receive))
+        # speakers: a second pass over the upload in a worker thread, beside the transcription
+        turns = None if diarize is None else asyncio.ensure_future(asyncio.to_thread(
+            sched.tr.diarize, src.getvalue(), diarize))
 
         async def next_event():
             get = asyncio.ensure_future(events.get())
@@ -504,6 +542,13 @@ def create_app(cfg: ServeConfig, engine: EngineThread | None = None):
             sched.cancel(r)
             gone.cancel()
         res = _transcription(segs, fin["audio_seconds"], name, opts, sched.tr.model_info)
+        if turns is not None:
+            try:
+                res.turns = await turns
+            except AsrggufError as e:
+                raise ApiError(400, str(e), "invalid_audio") from None
+            for s in res.segments:
+                s.label(res.turns)
         if fmt == "json":
             return JSONResponse({"text": res.text, "usage": {"type": "duration", "seconds": round(res.duration, 3)}})
         if fmt == "text":

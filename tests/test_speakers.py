@@ -55,7 +55,7 @@ def test_turns_of_a_conversation(diarizer, tmp_path, seed, voices):
 
 def test_num_speakers_and_silence(diarizer, tmp_path):
     wav, ref = der.conversation(0, 2, tmp_path)
-    hyp = diarizer.turns(wav, num_speakers=2)
+    hyp = diarizer.turns(wav, speakers=2)
     assert len({t.speaker for t in hyp}) == 2
     assert same_up_to_renaming(label_per_turn(ref, hyp), [r[2] for r in ref])
     assert diarizer.turns(np.zeros(10 * der.SR, np.float32)) == []
@@ -85,7 +85,7 @@ def test_missing_extra_is_one_line(monkeypatch):
 
 
 @pytest.mark.parametrize("kw, msg", [
-    ({"num_speakers": 0}, "num_speakers must be a positive integer (got 0)"),
+    ({"speakers": 0}, "speakers must be a positive integer (got 0)"),
     ({"max_speakers": 2.5}, "max_speakers must be a positive integer (got 2.5)"),
     ({"min_speakers": 3, "max_speakers": 2}, "min_speakers (3) is more than max_speakers (2)"),
 ])
