@@ -1,7 +1,8 @@
 """What `--vad` saves on a sparse recording: wall time with and without VAD, and the demo model's texts.
 
 The recording: speech parts (each two or three demo sentences spoken continuously by espeak-ng, voice
-en-us+f3) between stretches of silence and pink noise (peak 0.02), non-speech being `--sparse` (80 %) of it.
+en-us+f3) between stretches of silence, pink noise (peak 0.02) and silence (a quarter, a half, a quarter),
+non-speech being `--sparse` (80 %) of it.
 
 Speed (`--gguf`, e.g. the 0.6B shape with random real-size weights made by `tools/compare.py --random
 0.6b`, q8_0 decoder + f16 mmproj): one engine loaded once, the whole recording transcribed with `vad=True`
@@ -65,9 +66,9 @@ def recording(parts: int, sparse: float, seed: int, tmp: Path):
     speech_n = sum(c.size for c in clips)
     gap = int(speech_n * sparse / (1 - sparse) / (parts + 1))   # non-speech before, between and after
     out, where, n = [], [], 0
-    for i in range(parts + 1):
-        half = gap // 2
-        out += [np.zeros(half, np.float32), pink(gap - half, rng) * 0.02]
+    for i in range(parts + 1):   # silence, noise, silence (the demo, trained without noise, garbles speech
+        q = gap // 4             # that touches noise: docs/speakers.md)
+        out += [np.zeros(q, np.float32), pink(gap - 2 * q, rng) * 0.02, np.zeros(q, np.float32)]
         n += gap
         if i < parts:
             out.append(clips[i])

@@ -178,3 +178,40 @@ def test_options_errors(kw, msg):
     with pytest.raises(AsrggufError) as e:
         Options.make(**kw)
     assert str(e.value) == msg
+
+
+def test_server_verbose_json_and_srt(conversation, result):
+    """`asrgguf serve`'s form field diarize=true: verbose_json segments and words carry the engine's speakers,
+    srt cues the prefixes; counts without diarize, or with stream, are one-line 400s."""
+    from test_serve import Server
+
+    s = Server("--model", "demo").wait_ready()
+    try:
+        data = conversation[0].read_bytes()
+        r = s.post(files={"file": ("talk.wav", data)}, key=None,
+                   data={"response_format": "verbose_json", "diarize": "true", "vad": "true", "language": "en",
+                         "timestamp_granularities[]": "segment"})
+        assert r.status_code == 200, r.text
+        assert [x["speaker"] for x in r.json()["segments"]] == [x.speaker for x in result.segments]
+        r = s.post(files={"file": ("talk.wav", data)}, key=None,
+                   data={"response_format": "srt", "diarize": "true", "vad": "true", "language": "en"})
+        assert r.status_code == 200 and r.text == formats.render(_without_words(result), "srt")
+        for form, msg in [({"speakers": "2"}, "speakers goes with diarize=true"),
+                          ({"diarize": "true", "stream": "true"},
+                           "diarize does not go with stream (the speakers are known only at the end)"),
+                          ({"diarize": "true", "max_speakers": "x"}, "max_speakers must be a positive integer (got 'x')")]:
+            r = s.post(files={"file": ("talk.wav", data)}, key=None, data=form)
+            assert r.status_code == 400 and r.json()["error"]["message"] == msg, r.text
+    finally:
+        s.stop()
+
+
+def _without_words(res):
+    """The result as the server gives it without word timestamps: interpolated sentences, no words."""
+    import copy
+
+    r = copy.deepcopy(res)
+    r.timing = "interpolated"
+    for seg in r.segments:
+        seg.words = None
+    return r
