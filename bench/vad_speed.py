@@ -11,8 +11,10 @@ ignored, as tools/compare.py does with random weights), so both sides pay the sa
 difference is the audio they encode and prefill (and the pieces they make). Wall time per run and the
 median ratio.
 
-Demo check (always): the demo model's text of each speech part transcribed alone without VAD, against its
-text from the whole recording with VAD (one region a piece); and the text without VAD on the whole recording.
+Demo check (unless --skip-demo): the demo model's text of each speech part transcribed alone without VAD
+(the clip as espeak-ng made it, trimmed; and the part cut from the recording with 0.4 s of the silence
+around it, the VAD's padding), against its text from the whole recording with VAD (one region a piece);
+and the text without VAD on the whole recording.
 
     flock /tmp/asrgguf-bench.lock python3 bench/vad_speed.py --gguf WORKDIR/gguf/random-0.6b-q8_0.gguf \
         --mmproj WORKDIR/gguf/mmproj-random-0.6b-f16.gguf --threads 2 --tokens 32 --rounds 3
@@ -81,13 +83,17 @@ def demo_check(wav, clips, where, threads: int) -> dict:
     """The demo model's text of each speech part alone (no VAD) against the whole recording with VAD."""
     from asrgguf import Transcriber
 
+    pad = int(0.4 * SR)   # the VAD's padding (speech_pad_ms 400): the part with the silence around it
+    padded = [wav[max(0, int(a * SR) - pad):int(b * SR) + pad] for a, b in where]
     with Transcriber.from_pretrained("demo", threads=threads) as tr:
         alone = [tr.transcribe_all(c, language="English").text for c in clips]
+        alone_padded = [tr.transcribe_all(c, language="English").text for c in padded]
         with_vad = tr.transcribe_all(wav, language="English", vad=True)
         without = tr.transcribe_all(wav, language="English")
     got = [s.text for s in with_vad.segments]
-    return {"alone": alone, "with_vad": got, "equal": got == alone,
+    return {"alone": alone, "alone_padded": alone_padded, "with_vad": got, "equal": got == alone,
             "equal_parts": sum(x == y for x, y in zip(got, alone)), "parts": len(alone),
+            "equal_parts_padded": sum(x == y for x, y in zip(got, alone_padded)),
             "vad_segments": [[round(s.start, 2), round(s.end, 2)] for s in with_vad.segments],
             "speech_parts": [[round(x, 2), round(y, 2)] for x, y in where], "without_vad": without.text}
 
