@@ -4,10 +4,10 @@ The recording: speech parts (each two or three demo sentences spoken continuousl
 en-us+f3) between stretches of silence, pink noise (peak 0.02) and silence (a quarter, a half, a quarter),
 non-speech being `--sparse` (80 %) of it.
 
-Speed (`--gguf`, e.g. the 0.6B shape with random real-size weights made by `tools/compare.py --random
+Speed (`--gguf`, e.g. the 0.6B shape with random real-size weights made by `bench/compare.py --random
 0.6b`, q8_0 decoder + f16 mmproj): one engine loaded once, the whole recording transcribed with `vad=True`
 and without, alternately, `--rounds` times; every piece generates exactly `--tokens` tokens (end-of-turn
-ignored, as tools/compare.py does with random weights), so both sides pay the same per piece and the
+ignored, as bench/compare.py does with random weights), so both sides pay the same per piece and the
 difference is the audio they encode and prefill (and the pieces they make). Wall time per run and the
 median ratio.
 
@@ -35,9 +35,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import demo_speech as speech  # noqa: E402
+import support.demo_speech as speech  # noqa: E402
 from proc_stats import cpu_line  # noqa: E402
 
 SR = 16000

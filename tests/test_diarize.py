@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from asrgguf import formats
+from asrgguf import writers as formats
 from asrgguf.cli import main
 from asrgguf.errors import AsrggufError
 from asrgguf.results import Segment, Sentence, Transcription, Word
