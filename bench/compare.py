@@ -29,6 +29,8 @@ decode tokens/s where it reports them, the word similarity to the official float
 Markdown (and written with --markdown) and written as JSON (--json, default WORKDIR/compare.json).
 --probe measures the machine's read bandwidth before each round of runs and records it with them (a VM's
 bandwidth can swing by spells; decode speed follows it).
+
+Figures: docs/benchmarks.md (the CPU and CUDA tables), docs/native.md ("End to end"), docs/memory.md.
 """
 from __future__ import annotations
 

@@ -10,6 +10,8 @@ wait4(), and writes a table to docs/longform.md (replacing the part between the 
     # sequential vs parallel pieces (random weights: a fixed number of tokens per piece)
     python bench/longform.py --gguf 0.6B-q8_0.gguf --minutes 10 --bench-tokens 100 \
         --parallel 1 --parallel 4 --marker bench_parallel
+
+Figures: docs/longform.md (the tables between its markers), docs/benchmarks.md (10 and 20 minutes).
 """
 from __future__ import annotations
 
