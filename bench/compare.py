@@ -49,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from proc_stats import run_measured  # noqa: E402
+from proc_stats import cpu_line, run_measured  # noqa: E402
 
 PY = sys.executable
 DEFAULT_SET = ["official-f32", "official-bf16", "official-cuda", "official-mps",
@@ -378,15 +378,8 @@ def audio_seconds(path: str) -> float | None:
 
 
 def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+    """The CPU's model name and vector flags (proc_stats.cpu_line), its cores and the system."""
+    return f"{cpu_line()}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def main(argv=None) -> int:
