@@ -27,33 +27,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 import support.demo_speech as speech  # noqa: E402
-
-SPEED = 160
-
-
-def reference(texts: list[str], voice: str, speed: int = SPEED):
-    """[(samples as float at the espeak-ng rate, rate, [(start s | None, end s | None)])] per text."""
-    es = speech.Espeak()
-    out = []
-    for text in texts:
-        wav, spans, _ = es.synth_words(text, voice, speed)
-        sr = es.sample_rate
-        out.append((wav.astype(np.float32) / 32768, sr,
-                    [tuple(None if x is None else x / sr for x in s) for s in spans]))
-    return out
-
-
-def errors(words, spans) -> list[tuple[str, float]]:
-    """(kind, |aligner - espeak-ng| in s) for every boundary espeak-ng reports."""
-    if len(words) != len(spans):
-        raise SystemExit(f"demo_align_accuracy: {len(words)} aligned words for {len(spans)} spoken ones")
-    out = []
-    for w, (a, b) in zip(words, spans):
-        if a is not None:
-            out.append(("start", abs(w.start - a)))
-        if b is not None:
-            out.append(("end", abs(w.end - b)))
-    return out
+from support.demo_speech import SPEED, boundary_errors as errors, espeak_word_times as reference  # noqa: E402
 
 
 def main(argv=None):

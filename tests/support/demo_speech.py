@@ -264,3 +264,28 @@ def wer(refs: list[str], hyps: list[str]) -> float:
     import jiwer
 
     return jiwer.wer([normalize(r) for r in refs], [normalize(h) for h in hyps])
+
+
+def espeak_word_times(texts: list[str], voice: str, speed: int = SPEED):
+    """[(samples as float at the espeak-ng rate, rate, [(start s | None, end s | None)])] per text."""
+    es = Espeak()
+    out = []
+    for text in texts:
+        wav, spans, _ = es.synth_words(text, voice, speed)
+        sr = es.sample_rate
+        out.append((wav.astype(np.float32) / 32768, sr,
+                    [tuple(None if x is None else x / sr for x in s) for s in spans]))
+    return out
+
+
+def boundary_errors(words, spans) -> list[tuple[str, float]]:
+    """(kind, |aligner - espeak-ng| in s) for every boundary espeak-ng reports."""
+    if len(words) != len(spans):
+        raise ValueError(f"{len(words)} aligned words for {len(spans)} spoken ones")
+    out = []
+    for w, (a, b) in zip(words, spans):
+        if a is not None:
+            out.append(("start", abs(w.start - a)))
+        if b is not None:
+            out.append(("end", abs(w.end - b)))
+    return out

@@ -310,6 +310,28 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
     return out
 
 
+SEGMENT_MS = 80             # an aligner's timestamp_segment_time, as published
+CLASSIFY_NUM = 2250         # 180 s (the aligner's longest input) in classes of 80 ms
+
+
+def aligner_config(asr_config, tok):
+    """The demo ASR model's config as a Qwen3-ForcedAligner's (the published aligner's keys)."""
+    from qwen_asr.core.transformers_backend import Qwen3ASRConfig
+
+    d = asr_config.to_dict()
+    thinker = d["thinker_config"]
+    ts = tok.convert_tokens_to_ids("<timestamp>")
+    thinker.update(model_type="qwen3_forced_aligner", classify_num=CLASSIFY_NUM, timestamp_token_id=ts,
+                   timestamp_segment_time=SEGMENT_MS, audio_end_token_id=tok.convert_tokens_to_ids("<|audio_end|>"),
+                   tie_word_embeddings=False)
+    thinker["text_config"]["tie_word_embeddings"] = False
+    cfg = Qwen3ASRConfig(thinker_config=thinker, support_languages=d.get("support_languages"),
+                         timestamp_token_id=ts, timestamp_segment_time=SEGMENT_MS)
+    cfg.architectures = ["Qwen3ASRForConditionalGeneration"]
+    cfg.tie_word_embeddings = False
+    return cfg
+
+
 def mark_aligner(out: Path) -> None:
     """config.json's thinker model_type as published: transformers' to_dict writes the class's own
     ("qwen3_asr_thinker"), which would load a vocabulary head."""
