@@ -5,7 +5,7 @@ each a fresh process (`Decoder(path)` only), the three alternating, medians.
     flock /tmp/asrgguf-bench.lock python bench/load_time.py DECODER-q8_0.gguf [--runs 3]
 
 The cache directory is a temporary one (ASRGGUF_CACHE), filled by one unmeasured load first. Prints a Markdown
-table with the CPU line (tools/proc_stats.py)."""
+table with the CPU line (bench/proc_stats.py)."""
 from __future__ import annotations
 
 import argparse
@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "bench"))
 
 CHILD = r"""
 import json, resource, sys, time
