@@ -124,7 +124,7 @@ def test_gguf_readers_on_random_bytes(tmp_path):
 
 
 def test_audio_loader_in_a_child_process(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz_audio.py"), str(tmp_path), "150"],
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "support" / "fuzz_audio.py"), str(tmp_path), "150"],
                        capture_output=True, text=True, timeout=600)
     last = sorted(p.name for p in tmp_path.iterdir())
     assert r.returncode == 0, (r.returncode, r.stdout[-3000:], r.stderr[-3000:], f"last inputs in {tmp_path}: {last}")

@@ -20,7 +20,7 @@ import pytest
 from test_native import native_lib  # noqa: F401  (the fixture: builds the library when missing)
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = Path(__file__).resolve().parent / "memory_probe.py"
+PROBE = Path(__file__).resolve().parent / "support" / "memory_probe.py"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 FOLIO = 2 * 2**20   # the most the kernel maps for one faulting read of a cached file (a PMD-sized folio)
 
