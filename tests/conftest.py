@@ -1,8 +1,10 @@
 """Shared fixtures: random tiny checkpoints (official classes), their GGUF pairs, espeak-ng speech."""
 from __future__ import annotations
 
+import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +12,9 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
+# the run's caches (quantized pairs, repacked weights of the tests' temporary GGUFs) stay out of the user's
+# ~/.cache; a test that checks a cache sets its own ASRGGUF_CACHE
+os.environ.setdefault("ASRGGUF_CACHE", tempfile.mkdtemp(prefix="asrgguf-test-cache-"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/support, a package of test helpers
 
 import support.demo_speech as speech  # noqa: E402
