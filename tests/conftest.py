@@ -14,7 +14,9 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 # the run's caches (quantized pairs, repacked weights of the tests' temporary GGUFs) stay out of the user's
 # ~/.cache; a test that checks a cache sets its own ASRGGUF_CACHE
-os.environ.setdefault("ASRGGUF_CACHE", tempfile.mkdtemp(prefix="asrgguf-test-cache-"))
+_RUN_CACHE = None if "ASRGGUF_CACHE" in os.environ else tempfile.mkdtemp(prefix="asrgguf-test-cache-")
+if _RUN_CACHE:
+    os.environ["ASRGGUF_CACHE"] = _RUN_CACHE
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/support, a package of test helpers
 
 import support.demo_speech as speech  # noqa: E402
@@ -169,3 +171,8 @@ def ck_al_gqa(data_dir):
 def ck_al_mha(data_dir):
     """Tiny aligner: MHA (4 / 4 heads), 400 classes (32 s: random times stay inside a 30 s piece)."""
     return _make_aligner(data_dir, "tiny-aligner-mha", seed=4, mha=True, classify_num=400)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if _RUN_CACHE:
+        shutil.rmtree(_RUN_CACHE, ignore_errors=True)
