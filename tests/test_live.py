@@ -103,3 +103,71 @@ def test_stream_options_checked(demo):
     s.finish()
     with pytest.raises(AsrggufError, match="^the stream is finished$"):
         s.feed(np.zeros(160, np.float32))
+
+
+def decode_piece(tr, piece, **options):
+    """One piece through the engine's scheduler: (token ids, draft tokens accepted)."""
+    from asrgguf.scheduler import PushFeed, Request
+
+    feed = PushFeed()
+    feed.push(piece)
+    feed.end()
+    req = tr.scheduler.submit(Request(feed, tr.options(language="English", **options)))
+    while not req.finished:
+        tr.scheduler.pump()
+    assert req.error is None
+    return req.ready[0].token_ids, req.stats["draft_accepted"]
+
+
+def test_a_draft_is_verified_not_trusted(demo, talk):
+    """A job's draft (live finals: the last partial's tokens) is kept only while each token is the greedy
+    choice: the ids are those of a decode without a draft whatever the draft, and a right draft is all taken."""
+    from asrgguf.live import LivePiece
+
+    _, clips = talk
+    wav = clips[0]
+    ids = demo.transcribe_all(wav, language="English").token_ids
+    assert len(ids) > 8
+
+    def piece(**kw):
+        return LivePiece(0, wav, 0, wav.size, **kw)
+    assert decode_piece(demo, piece()) == (ids, 0)
+    # all of it (then the end of turn is the greedy choice)
+    assert decode_piece(demo, piece(draft=tuple(ids))) == (ids, len(ids))
+    wrong = list(ids)
+    wrong[5] = ids[5] + 1
+    assert decode_piece(demo, piece(draft=tuple(wrong))) == (ids, 5)          # kept up to the first wrong one
+    assert decode_piece(demo, piece(draft=(ids[0] + 1, *ids[1:]))) == (ids, 0)
+    assert decode_piece(demo, piece(draft=tuple(ids[:4]))) == (ids, 4)       # a partial's shorter draft
+    # at the token limit the last token is a step's (the draft is cut one short of the limit)
+    assert decode_piece(demo, piece(draft=tuple(ids)), max_new_tokens=6) == (ids[:6], 5)
+    # the official rollback's prefix is taken as given (not checked): it ends up in the ids as it is
+    got, _ = decode_piece(demo, piece(prefix=tuple(wrong[:6])))
+    assert got[:6] == wrong[:6] and got != ids
+
+
+@pytest.mark.parametrize("partials", ["draft", "rollback", "full"])
+def test_partial_modes_keep_finals_exact(demo, talk, partials):
+    """Whatever the partials do (verified draft, the official rollback, from scratch), the finals are the
+    token ids of `transcribe` on the utterance's audio; with draft_final the final takes most of its tokens
+    from the last partial's (verified)."""
+    wav, _ = talk
+    s = demo.stream(language="English", partials=partials)
+    events = feed_all(s, wav)
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) == 2
+    for e in finals:
+        cut = wav[round(e.segment.start * SR):round(e.segment.end * SR)]
+        assert e.segment.token_ids == demo.transcribe_all(cut, language="English").token_ids
+    assert all(e.text for e in events if e.type == "partial")
+    if partials == "draft":
+        assert s._final_req.stats["draft_accepted"] > 0
+
+
+def test_partial_options_checked(demo):
+    from asrgguf.errors import AsrggufError
+
+    with pytest.raises(AsrggufError, match=r"^partials must be one of draft, rollback, full \(got 'x'\)$"):
+        demo.stream(partials="x")
+    with pytest.raises(AsrggufError, match=r"^rollback must be between 0 and 100 tokens \(got -1\)$"):
+        demo.stream(rollback=-1)
