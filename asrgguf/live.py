@@ -38,6 +38,7 @@ class LivePiece(Piece):
     (rollback partials), `draft` verified (exact)."""
     prefix: tuple = field(default=())
     draft: tuple = field(default=())
+    embed: object = None   # a callable giving the piece's embeddings (partials: the cached encoder windows)
 
 
 @dataclass
@@ -88,6 +89,7 @@ class Stream:
         self._open: int | None = None    # padded start of the utterance in progress
         self.partials, self.rollback, self.draft_final = partials, rollback, draft_final
         self._last_ids: tuple = ()       # the token ids of the utterance's last partial
+        self._enc = None                 # the utterance's LiveEncoder (partials; used by the engine's thread only)
         self.closed = False
 
     # --- the engine's callbacks (the scheduler's thread)
@@ -164,6 +166,7 @@ class Stream:
         self._n_utt += 1
         self._open = None
         self._last_ids = ()
+        self._enc = None
         if self._partial is not None:   # the final supersedes it
             self.engine.scheduler.cancel(self._partial)
             self._partial = None
@@ -191,12 +194,19 @@ class Stream:
         wav = self._tape.take(start, now)
         feed = PushFeed()
         ids = self._last_ids
-        if self.partials == "rollback":   # the official streaming: the last text less its last tokens, as given
-            piece = LivePiece(0, wav, start, now - start, prefix=ids[:max(0, len(ids) - self.rollback)])
-        elif self.partials == "draft":    # checked: the greedy decode of the utterance so far, the rest cheap
-            piece = LivePiece(0, wav, start, now - start, draft=ids)
-        else:
+        if self.partials == "full":       # from scratch: the utterance so far encoded and decoded anew
             piece = Piece(0, wav, start, now - start)
+        else:
+            if self._enc is None:
+                from .live_encoder import LiveEncoder
+
+                self._enc = LiveEncoder(self.engine.encoder, self.engine.features)
+            embed = _cached_embeddings(self._enc, wav)
+            if self.partials == "rollback":   # the official streaming: the last text less its last tokens, given
+                piece = LivePiece(0, wav, start, now - start, prefix=ids[:max(0, len(ids) - self.rollback)],
+                                  embed=embed)
+            else:                             # checked: the greedy decode of the utterance so far, made cheap
+                piece = LivePiece(0, wav, start, now - start, draft=ids, embed=embed)
         feed.push(piece)
         feed.end()
         opts = replace(self.opts, timestamps="segment")   # partials: no word times
@@ -216,6 +226,16 @@ class Stream:
     def _take(self) -> list[Event]:
         out, self._events = self._events, []
         return out
+
+
+def _cached_embeddings(enc, wav: np.ndarray):
+    """The partial's embeddings, computed when the scheduler encodes the piece (its thread; partials of a
+    stream are one at a time): the utterance's new samples fed to its LiveEncoder, then one step (each
+    completed 8-s window encoded once, one stale window refreshed a step: docs/streaming.md)."""
+    def embed() -> np.ndarray:
+        enc.feed(wav[enc.n_samples:])
+        return enc.step(refresh=1).embeddings
+    return embed
 
 
 __all__ = ["Event", "LIVE_VAD", "Stream"]

@@ -198,7 +198,13 @@ class Transcriber:
 
     def make_job(self, piece: Piece, opts: Options, timings: dict | None = None, tag=None) -> Job:
         """Encode a piece and wrap it with its prompt as a `Job` for the scheduler's batch."""
-        emb, t = self.encode(piece.wav)
+        embed = getattr(piece, "embed", None)
+        if embed is not None:   # a live partial: its stream's cached encoder windows (live_encoder.py)
+            t0 = time.perf_counter()
+            emb = embed()
+            t = {"encoder": time.perf_counter() - t0}
+        else:
+            emb, t = self.encode(piece.wav)
         if timings is not None:
             for k, v in t.items():
                 timings[k] = timings.get(k, 0.0) + v

@@ -171,3 +171,36 @@ def test_partial_options_checked(demo):
         demo.stream(partials="x")
     with pytest.raises(AsrggufError, match=r"^rollback must be between 0 and 100 tokens \(got -1\)$"):
         demo.stream(rollback=-1)
+
+
+def test_partials_encode_each_completed_window_once(demo, talk):
+    """A 20-s utterance (sentences 0.2 s apart): partials encode through the stream's LiveEncoder, so the
+    mel frames encoded over all its partials stay below one open window a partial plus each completed 8-s
+    window once (a refresh apart), where from scratch each partial encodes the whole utterance so far;
+    the final is still `transcribe` on the utterance."""
+    _, clips = talk
+    gap = np.zeros(int(0.2 * SR), np.float32)
+    one = np.concatenate([np.zeros(SR, np.float32)] + [x for c in clips * 3 for x in (c, gap)] +
+                         [np.zeros(2 * SR, np.float32)])
+    s = demo.stream(language="English")
+    encs = []
+    orig = s._maybe_partial
+
+    def spy():
+        orig()
+        if s._enc is not None and (not encs or encs[-1] is not s._enc):
+            encs.append(s._enc)
+    s._maybe_partial = spy
+    events = feed_all(s, one)
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) == 1 and finals[0].end - finals[0].start > 16
+    n_partials = sum(e.type == "partial" for e in events)
+    assert n_partials >= 10 and len(encs) == 1
+    frames = encs[0].frames_encoded
+    n_windows = encs[0].n_complete
+    assert n_windows >= 2
+    assert frames <= n_partials * 800 + (n_windows + 2) * 800
+    scratch = sum(100 * k for k in range(1, int(finals[0].end - finals[0].start) + 1))   # 1 s more each step
+    assert frames < 0.7 * scratch   # 8900 against 13600 frames (16 s); the gap grows with the length
+    cut = one[round(finals[0].segment.start * SR):round(finals[0].segment.end * SR)]
+    assert finals[0].segment.token_ids == demo.transcribe_all(cut, language="English").token_ids
