@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -200,11 +201,12 @@ def run_streams(eng: Engine, streams: list[tuple[np.ndarray, list]], opts: dict,
 def latencies(events, fed, utts) -> dict:
     """Final and first-partial latencies per ground-truth utterance."""
     finals = [(w, e) for w, e in events if e.type == "final"]
+    stopped = {e.utterance: w for w, e in events if e.type == "speech_stopped"}
     first_partial: dict[int, float] = {}
     for w, e in events:
         if e.type == "partial" and e.utterance not in first_partial:
             first_partial[e.utterance] = w
-    fin, part, missing = [], [], 0
+    fin, part, missing, after_stop = [], [], 0, []
     for s0, s1 in utts:
         best, ov = None, 0.0
         for w, e in finals:
@@ -216,9 +218,12 @@ def latencies(events, fed, utts) -> dict:
             continue
         w, e = best
         fin.append(w - fed[min((s1 - 1) // BLOCK, len(fed) - 1)])
+        if e.utterance in stopped:
+            after_stop.append(w - stopped[e.utterance])
         if e.utterance in first_partial:
             part.append(first_partial[e.utterance] - fed[s0 // BLOCK])
     return {"final": fin, "first_partial": part, "missing": missing, "utterances": len(utts),
+            "final_after_endpoint": after_stop,
             "finals": len(finals)}
 
 
@@ -243,19 +248,60 @@ def main(argv=None):
     ap.add_argument("--concurrent-seconds", type=float, default=45.0)
     ap.add_argument("--behind", type=float, default=3.0, help="a final later than this (s) means behind")
     ap.add_argument("--step-seconds", type=float, default=1.0)
+    ap.add_argument("--partials", default="draft", help="Stream(partials=...): draft, rollback or full")
+    ap.add_argument("--no-draft-final", action="store_true", help="finals decoded without the last partial as a draft")
+    ap.add_argument("--compare", default="", help="partial modes to compare first, alternately (e.g. draft,rollback,full)")
+    ap.add_argument("--compare-minutes", type=float, default=1.0)
+    ap.add_argument("--reps", type=int, default=2, help="rounds of --compare")
     ap.add_argument("--json", type=Path)
     a = ap.parse_args(argv)
 
     dec, mm = (a.decoder, a.mmproj) if a.decoder else ensure_pair(a.random, a.workdir)
     log(f"live_latency: {dec.name} + {mm.name}, {a.threads} threads, {cpu_line()}")
     eng = Engine(dec, mm, a.threads, a.tokens_per_second)
-    opts = {"step_seconds": a.step_seconds}
+    opts = {"step_seconds": a.step_seconds, "partials": a.partials, "draft_final": not a.no_draft_final}
     out: dict = {"cpu": cpu_line(), "decoder": str(dec), "threads": a.threads,
-                 "tokens_per_second": a.tokens_per_second, "step_seconds": a.step_seconds}
+                 "tokens_per_second": a.tokens_per_second, "options": opts}
 
     # warm-up: one short stream (first calls allocate the context and load the VAD)
     x, u = make_stream(6, seed=99)
     run_streams(eng, [(x[:x.size // 4 * 4], u)], opts)
+
+    if a.compare:
+        x, utts = make_stream(a.compare_minutes * 60, seed=5)
+        rows: dict = {}
+        for rep in range(a.reps):
+            for mode in a.compare.split(","):
+                st0 = eng.stats()
+                events, fed, t0, _ = run_streams(eng, [(x, utts)], dict(opts, partials=mode))
+                st1 = eng.stats()
+                la = latencies(events[0], fed, utts)
+                r = rows.setdefault(mode, {"final": [], "first_partial": [], "after_endpoint": [], "busy": [],
+                                           "draft": [0, 0]})
+                r["final"] += la["final"]
+                r["first_partial"] += la["first_partial"]
+                r["after_endpoint"] += la["final_after_endpoint"]
+                r["busy"].append(eng.busy_in(t0, t0 + x.size / SR) / (x.size / SR))
+                r["draft"][0] += st1.get("draft_accepted", 0) - st0.get("draft_accepted", 0)
+                r["draft"][1] += st1.get("draft_tokens", 0) - st0.get("draft_tokens", 0)
+                log(f"live_latency: round {rep + 1} {mode}: final median {med(la['final']):.2f} s, busy "
+                    f"{r['busy'][-1]:.3f}")
+        out["compare"] = rows
+        print(f"Partial modes, {x.size / SR:.0f}-s stream ({len(utts)} utterances) x {a.reps} rounds, alternating; "
+              f"{Path(dec).name}, {a.threads} threads, {a.tokens_per_second:g} tokens per audio second; "
+              f"CPU: {cpu_line()}\n")
+        print("| partials | final after speech end (median) | final after the endpoint (median) | "
+              "first partial (median) | engine s per audio s (median of rounds) | draft tokens kept |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for mode, r in rows.items():
+            kept = f"{r['draft'][0]} of {r['draft'][1]}" if r["draft"][1] else "-"
+            print(f"| {mode} | {med(r['final']):.2f} s | {med(r['after_endpoint']):.2f} s | "
+                  f"{med(r['first_partial']):.2f} s | {med(r['busy']):.3f} | {kept} |")
+        print(f"load average at the end (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())}\n")
+    if a.minutes <= 0:
+        if a.json:
+            a.json.write_text(json.dumps(out, indent=1))
+        return
 
     # one long stream
     x, utts = make_stream(a.minutes * 60, seed=1)
@@ -272,6 +318,7 @@ def main(argv=None):
         prev = st
     out["single"] = {"audio_s": dur, "utterances": len(utts), "finals": lat["finals"], "missing": lat["missing"],
                      "final_latency": lat["final"], "first_partial_latency": lat["first_partial"],
+                     "after_endpoint": lat["final_after_endpoint"],
                      "engine_per_audio_first_min": first, "engine_per_audio_last_min": last,
                      "engine_per_audio_all": eng.busy_in(t0, t0 + dur) / dur,
                      "per_minute_split": splits, "drain_s": drain}
@@ -303,11 +350,14 @@ def main(argv=None):
 
     s = out["single"]
     print(f"Live stream, {Path(dec).name}, {a.threads} threads, {a.tokens_per_second:g} tokens per audio second, "
-          f"step {a.step_seconds:g} s; CPU: {cpu_line()}\n")
+          f"step {a.step_seconds:g} s, partials {a.partials}, draft final {not a.no_draft_final}; "
+          f"CPU: {cpu_line()}\n")
     print("| measure | value |\n|---|---:|")
     print(f"| stream length / utterances / finals | {s['audio_s']:.0f} s / {s['utterances']} / {s['finals']} |")
     print(f"| final after the utterance's end: median / p90 / max | {med(s['final_latency']):.2f} / "
           f"{pct(s['final_latency'], 90):.2f} / {max(s['final_latency'] or [float('nan')]):.2f} s |")
+    print(f"| final after the detector's endpoint (speech_stopped): median / p90 | {med(s['after_endpoint']):.2f} / "
+          f"{pct(s['after_endpoint'], 90):.2f} s |")
     print(f"| first partial after speech starts: median / p90 | {med(s['first_partial_latency']):.2f} / "
           f"{pct(s['first_partial_latency'], 90):.2f} s "
           f"({len(s['first_partial_latency'])} of {s['utterances']} utterances had one) |")
@@ -322,6 +372,8 @@ def main(argv=None):
         one = s["engine_per_audio_all"]
         print(f"\nOne at a time (no batching) holds at most floor(1 / {one:.3f}) = "
               f"{math.floor(1 / one) if one else 'n/a'} streams.")
+    print(f"\nload average at the end (1/5/15 min): {' '.join(f'{x:.1f}' for x in os.getloadavg())} "
+          f"(other processes on the machine share its cores)")
     if a.json:
         a.json.write_text(json.dumps(out, indent=1))
 
