@@ -4,7 +4,7 @@
     flock /tmp/asrgguf-bench.lock python bench/live_latency.py --random 0.6b --threads 2 --minutes 10 \\
         --streams 1,2,3,4
 
-The audio: espeak-ng speech (tools/demo_speech.py's sentence generator, voice en-us, 16 kHz), one to three
+The audio: espeak-ng speech (tests/support/demo_speech.py's sentence generator, voice en-us, 16 kHz), one to three
 sentences an utterance, 0.8 to 2.0 s of silence between utterances, fed to the stream in 100-ms blocks
 paced in real time by this thread while an engine thread pumps the one scheduler (as the server does:
 `Stream(wait=False)`, events through `on_event`).
@@ -12,7 +12,7 @@ paced in real time by this thread while an engine thread pumps the one scheduler
 Random weights say nothing about the text, and a random model's decode length would be arbitrary, so
 every decode generates a fixed number of tokens: `--tokens-per-second` (3, about what real speech gives)
 times the seconds of audio of the piece (partials: the utterance so far; finals: the utterance), end of
-turn ignored, as tools/compare.py's token budget does. The cost is therefore that of real speech of the
+turn ignored, as bench/compare.py's token budget does. The cost is therefore that of real speech of the
 same length, whatever the text.
 
 Measured:
@@ -25,7 +25,7 @@ Measured:
   N holds when every final arrives within `--behind` seconds (3) of its utterance's end. One at a time
   (no batching) can hold at most floor(1 / (engine seconds per audio second of one stream)).
 
-Make the GGUF pair once (`--random 0.6b`: tools/random_checkpoint.py + `asrgguf quantize --outtype q8_0`
+Make the GGUF pair once (`--random 0.6b`: tests/support/random_checkpoint.py + `asrgguf quantize --outtype q8_0`
 into --workdir) or give `--decoder/--mmproj`. Prints a Markdown table with the CPU model and flags and
 writes the raw figures as JSON (--json).
 """
@@ -46,11 +46,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-for d in (REPO / "bench", REPO / "tools"):
-    sys.path.insert(0, str(d))
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-import demo_speech as speech  # noqa: E402
+import support.demo_speech as speech  # noqa: E402
 from proc_stats import cpu_line  # noqa: E402
 
 SR = 16000
@@ -96,7 +96,8 @@ def ensure_pair(size: str, workdir: Path) -> tuple[Path, Path]:
         return dec, mm
     if not (ck / "config.json").exists():
         log(f"live_latency: random checkpoint {size} -> {ck}")
-        subprocess.run([sys.executable, str(REPO / "tools" / "random_checkpoint.py"), str(ck), "--size", size],
+        subprocess.run([sys.executable, str(REPO / "tests" / "support" / "random_checkpoint.py"), str(ck),
+                        "--size", size],
                        check=True)
     gg.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "asrgguf.cli", "quantize", str(ck), "--outtype", "q8_0",
@@ -237,7 +238,7 @@ def pct(xs, q):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--random", default="0.6b", help="random checkpoint size (tools/random_checkpoint.py)")
+    ap.add_argument("--random", default="0.6b", help="random checkpoint size (tests/support/random_checkpoint.py)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/asrgguf-live-bench"))
     ap.add_argument("--decoder", type=Path)
     ap.add_argument("--mmproj", type=Path)
@@ -249,7 +250,8 @@ def main(argv=None):
     ap.add_argument("--behind", type=float, default=3.0, help="a final later than this (s) means behind")
     ap.add_argument("--step-seconds", type=float, default=1.0)
     ap.add_argument("--partials", default="draft", help="Stream(partials=...): draft, rollback or full")
-    ap.add_argument("--no-draft-final", action="store_true", help="finals decoded without the last partial as a draft")
+    ap.add_argument("--no-draft-final", action="store_true",
+                    help="finals decoded without the last partial as a draft")
     ap.add_argument("--compare", default="", help="partial modes to compare first, alternately (e.g. draft,rollback,full)")
     ap.add_argument("--compare-minutes", type=float, default=1.0)
     ap.add_argument("--reps", type=int, default=2, help="rounds of --compare")

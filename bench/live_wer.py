@@ -3,11 +3,11 @@
 
     python bench/live_wer.py --n 60 [--partials draft] [--threads 2]
 
-The stream: the first N held-out sentences of tools/demo_speech.py (training never uses them) spoken by
-espeak-ng with the held-out voice (TEST_VOICE, speed 160, as tools/demo_wer.py), 0.8 to 2.0 s of silence
+The stream: the first N held-out sentences of tests/support/demo_speech.py (training never uses them) spoken by
+espeak-ng with the held-out voice (TEST_VOICE, speed 160, as bench/demo_wer.py), 0.8 to 2.0 s of silence
 between them, 16 kHz float32. It is fed to `Transcriber.stream()` in 100-ms blocks (`wait=True`: every
 partial is decoded, as in a stream the engine keeps up with); the finals' texts, joined, are scored
-against the sentences joined (jiwer, lower case, no punctuation, tools/demo_wer.py's normalize). The same
+against the sentences joined (jiwer, lower case, no punctuation, bench/demo_wer.py's normalize). The same
 audio is written as a float32 WAV and transcribed by `asrgguf run` (30-s pieces cut at quiet points, as
 for any file) and, as a third row, each sentence's own audio by one `asrgguf run` over the clips.
 """
@@ -24,12 +24,12 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-for d in (REPO / "bench", REPO / "tools"):
-    sys.path.insert(0, str(d))
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
-import demo_speech as speech  # noqa: E402
-from demo_wer import SPEED, normalize, wer  # noqa: E402
+import support.demo_speech as speech  # noqa: E402
+from support.demo_speech import SPEED, normalize, wer  # noqa: E402
 from proc_stats import cpu_line  # noqa: E402
 
 SR = 16000
