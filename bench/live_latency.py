@@ -252,7 +252,8 @@ def main(argv=None):
     ap.add_argument("--partials", default="draft", help="Stream(partials=...): draft, rollback or full")
     ap.add_argument("--no-draft-final", action="store_true",
                     help="finals decoded without the last partial as a draft")
-    ap.add_argument("--compare", default="", help="partial modes to compare first, alternately (e.g. draft,rollback,full)")
+    ap.add_argument("--compare", default="",
+                    help="partial modes to compare first, alternately (e.g. draft,rollback,full)")
     ap.add_argument("--compare-minutes", type=float, default=1.0)
     ap.add_argument("--reps", type=int, default=2, help="rounds of --compare")
     ap.add_argument("--json", type=Path)
