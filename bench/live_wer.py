@@ -9,7 +9,8 @@ between them, 16 kHz float32. It is fed to `Transcriber.stream()` in 100-ms bloc
 partial is decoded, as in a stream the engine keeps up with); the finals' texts, joined, are scored
 against the sentences joined (jiwer, lower case, no punctuation, bench/demo_wer.py's normalize). The same
 audio is written as a float32 WAV and transcribed by `asrgguf run` (30-s pieces cut at quiet points, as
-for any file) and, as a third row, each sentence's own audio by one `asrgguf run` over the clips.
+for any file), by `asrgguf run --vad` with the stream's detector settings (silence 500 ms, pad 200 ms)
+and, as a last row, each sentence's own audio by one `asrgguf run` over the clips.
 """
 from __future__ import annotations
 
@@ -50,9 +51,9 @@ def make_stream(n: int, seed: int = 3) -> tuple[np.ndarray, list[str], list[np.n
     return np.concatenate(parts), texts, clips
 
 
-def run_cli(paths: list[Path], out: Path, threads: int | None) -> list[str]:
+def run_cli(paths: list[Path], out: Path, threads: int | None, *extra: str) -> list[str]:
     cmd = [sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo", "--language", "English",
-           "--output-dir", str(out), "--format", "txt", "--quiet", *map(str, paths)]
+           "--output-dir", str(out), "--format", "txt", "--quiet", *extra, *map(str, paths)]
     if threads:
         cmd += ["--threads", str(threads)]
     subprocess.run(cmd, check=True, cwd=REPO)
@@ -92,9 +93,12 @@ def main(argv=None):
             paths.append(tmp / "clips" / f"{i:03d}.wav")
             sf.write(paths[-1], c, SR, subtype="FLOAT")
         offline = run_cli([whole], tmp / "out", a.threads)[0]
+        offline_vad = run_cli([whole], tmp / "out3", a.threads, "--vad", "--vad-min-silence-ms", "500",
+                              "--vad-speech-pad-ms", "200")[0]
         per_clip = run_cli(paths, tmp / "out2", a.threads)
     ref = " ".join(refs)
-    w_stream, w_off, w_clip = (100 * wer([ref], [h]) for h in (" ".join(finals), offline, " ".join(per_clip)))
+    w_stream, w_off, w_vad, w_clip = (100 * wer([ref], [h]) for h in
+                                      (" ".join(finals), offline, offline_vad, " ".join(per_clip)))
     n_words = len(normalize(ref).split())
     if a.show:
         print("stream finals:\n" + "\n".join(finals) + "\n\noffline:\n" + offline + "\n")
@@ -104,6 +108,8 @@ def main(argv=None):
     print("| transcription | WER |\n|---|---:|")
     print(f"| live stream's finals ({len(finals)} utterances, {n_partials} partials) | {w_stream:.2f} % |")
     print(f"| `asrgguf run` on the same audio (one file) | {w_off:.2f} % |")
+    print(f"| `asrgguf run --vad --vad-min-silence-ms 500 --vad-speech-pad-ms 200` on the same audio "
+          f"(the stream's detector settings) | {w_vad:.2f} % |")
     print(f"| `asrgguf run` on each sentence's own audio | {w_clip:.2f} % |")
     print(f"\nstream wall time {dt:.1f} s for {wav.size / SR:.0f} s of audio; finals' draft tokens kept: "
           f"{kept[0]} of {kept[1]}")
