@@ -292,6 +292,10 @@ class Decoder:
         else:
             self.L.llama_memory_seq_rm(mem, seq, -1, -1)
 
+    def forget_from(self, seq: int, pos: int) -> None:
+        """Drop sequence seq's KV cache from position pos on (a draft's rejected tokens)."""
+        self.L.llama_memory_seq_rm(self.L.llama_get_memory(self.ctx), seq, pos, -1)
+
     def _decode(self, batch: _Batch) -> None:
         if not self.ctx:  # never hand llama.cpp a NULL context
             raise AsrggufError(f"{self.path}: no llama.cpp context (creating one failed earlier)")

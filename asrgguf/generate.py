@@ -48,6 +48,13 @@ class Job:
     repetition_guard: bool = True
     exact_tokens: bool = False          # benchmarks: generate exactly max_new_tokens, end-of-turn ignored
     tag: Any = None                     # the caller's (which request, which piece)
+    # live streams (asrgguf/live.py): `prefix` is taken as already generated (prefilled after the prompt and
+    # counted in ids: the official streaming's rollback, not checked); `draft` is checked: prefilled after the
+    # prompt (and prefix) in one batch, its tokens kept while each is the greedy choice, the rest dropped, so
+    # the ids are the greedy decode's (a final's draft is the last partial's tokens)
+    prefix: list[int] = field(default_factory=list)
+    draft: list[int] = field(default_factory=list)
+    draft_accepted: int = 0
     ids: list[int] = field(default_factory=list)
     repetition_stopped: bool = False
     prefill_s: float = 0.0
@@ -103,7 +110,12 @@ class Batcher:
             q = dec.eval_embeddings(job.emb, q, seq=s, logits_last=not p.suffix)
             if p.suffix:
                 q = dec.eval_tokens(p.suffix, q, seq=s, logits_last=True)
+            if job.prefix:
+                q = dec.eval_tokens(job.prefix, q, seq=s, logits_last=True)
+                job.ids = list(job.prefix)
             job._next = int(np.argmax(dec.logits(-1)))
+            if job.draft:
+                q = self._verify_draft(job, s, q)
         except BaseException:
             dec.clear(s)
             self._free.insert(0, s)
@@ -113,6 +125,32 @@ class Batcher:
         job.prefill_s = time.perf_counter() - t0
         self.prefill_s += job.prefill_s
         self.active.append(job)
+
+    def _verify_draft(self, job: Job, seq: int, q: int) -> int:
+        """Keep the draft's tokens while each is the greedy choice (one batched pass over them); the KV cache
+        after the last kept one is dropped. Returns the next position."""
+        dec = self.decoder
+        room = job.max_new_tokens - len(job.ids) - 1   # the last token is always taken by a step
+        draft = [t for t in job.draft[:max(0, min(room, dec.n_batch))]]
+        k = 0
+        if draft and job._next == draft[0] and (job.exact_tokens or draft[0] not in self.stop_ids):
+            dec.eval_tokens(draft, q, seq=seq, logits_all=True)
+            preds = [int(np.argmax(dec.logits(i))) for i in range(len(draft))]
+            k = 1
+            while k < len(draft) and preds[k - 1] == draft[k] and \
+                    (job.exact_tokens or draft[k] not in self.stop_ids):
+                k += 1
+            # a greedy decode stops at a repetition loop: leave the token that completes one to the step
+            if job.repetition_guard and not job.exact_tokens:
+                for i in range(1, k + 1):
+                    if is_repeating(job.ids + draft[:i]):
+                        k = i - 1
+                        break
+            job._next = draft[0] if k == 0 else preds[k - 1]
+            dec.forget_from(seq, q + k)
+        job.ids.extend(draft[:k])
+        job.draft_accepted = k
+        return q + k
 
     def _release(self, job: Job) -> None:
         self.active.remove(job)

@@ -17,7 +17,7 @@ KV-cache prefix kept between partial steps).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -29,6 +29,16 @@ from .vad import SpeechDetector, Tape, VadOptions
 
 # stream settings: an utterance ends after half a second of silence (files: 1 s), padded by 200 ms
 LIVE_VAD = VadOptions(min_silence_ms=500, speech_pad_ms=200)
+PARTIAL_MODES = ("draft", "rollback", "full")
+
+
+@dataclass
+class LivePiece(Piece):
+    """A piece with the token ids its decode starts from (`generate.Job`): `prefix` taken as generated
+    (rollback partials), `draft` verified (exact)."""
+    prefix: tuple = field(default=())
+    draft: tuple = field(default=())
+    embed: object = None   # a callable giving the piece's embeddings (partials: the cached encoder windows)
 
 
 @dataclass
@@ -50,7 +60,12 @@ class Stream:
     stream asked for, so a final is there as soon as its utterance has ended."""
 
     def __init__(self, engine, opts, vad: VadOptions | None = None, step_seconds: float = 1.0,
-                 max_utterance_seconds: float = 30.0, wait: bool = True, on_event=None, detect: bool = True):
+                 max_utterance_seconds: float = 30.0, wait: bool = True, on_event=None, detect: bool = True,
+                 partials: str = "draft", rollback: int = 5, draft_final: bool = True):
+        if partials not in PARTIAL_MODES:
+            raise AsrggufError(f"partials must be one of {', '.join(PARTIAL_MODES)} (got {partials!r})")
+        if not 0 <= rollback <= 100:
+            raise AsrggufError(f"rollback must be between 0 and 100 tokens (got {rollback})")
         if not 0.1 <= step_seconds <= 30:
             raise AsrggufError(f"step_seconds must be between 0.1 and 30 (got {step_seconds})")
         if not 1 <= max_utterance_seconds <= opts.piece_seconds:
@@ -72,6 +87,9 @@ class Stream:
         self._partial: Request | None = None
         self._last_partial_at = 0        # stream sample at which the last partial was asked for
         self._open: int | None = None    # padded start of the utterance in progress
+        self.partials, self.rollback, self.draft_final = partials, rollback, draft_final
+        self._last_ids: tuple = ()       # the token ids of the utterance's last partial
+        self._enc = None                 # the utterance's LiveEncoder (partials; used by the engine's thread only)
         self.closed = False
 
     # --- the engine's callbacks (the scheduler's thread)
@@ -89,6 +107,7 @@ class Stream:
     def _on_partial(self, utt: int, start: float):
         def emit(kind: str, payload) -> None:
             if kind == "segment" and utt == self._n_utt and not self.closed:   # not superseded by its final
+                self._last_ids = tuple(payload.token_ids)
                 self._add(Event("partial", utt, payload.text, start))
         return emit
 
@@ -142,9 +161,12 @@ class Stream:
             self._add(Event("speech_started", self._n_utt, "", start / SAMPLE_RATE))
         self._add(Event("speech_stopped", self._n_utt, "", start / SAMPLE_RATE, end / SAMPLE_RATE))
         wav = self._tape.take(start, end)
-        piece = Piece(self._n_utt, wav, start, end - start)   # as a file of the utterance: no padding
+        # as a file of the utterance (no padding); the last partial's tokens as a draft the decode verifies
+        piece = LivePiece(self._n_utt, wav, start, end - start, draft=self._last_ids if self.draft_final else ())
         self._n_utt += 1
         self._open = None
+        self._last_ids = ()
+        self._enc = None
         if self._partial is not None:   # the final supersedes it
             self.engine.scheduler.cancel(self._partial)
             self._partial = None
@@ -171,7 +193,21 @@ class Stream:
         self._last_partial_at = now
         wav = self._tape.take(start, now)
         feed = PushFeed()
-        feed.push(Piece(0, wav, start, now - start))
+        ids = self._last_ids
+        if self.partials == "full":       # from scratch: the utterance so far encoded and decoded anew
+            piece = Piece(0, wav, start, now - start)
+        else:
+            if self._enc is None:
+                from .live_encoder import LiveEncoder
+
+                self._enc = LiveEncoder(self.engine.encoder, self.engine.features)
+            embed = _cached_embeddings(self._enc, wav)
+            if self.partials == "rollback":   # the official streaming: the last text less its last tokens, given
+                piece = LivePiece(0, wav, start, now - start, prefix=ids[:max(0, len(ids) - self.rollback)],
+                                  embed=embed)
+            else:                             # checked: the greedy decode of the utterance so far, made cheap
+                piece = LivePiece(0, wav, start, now - start, draft=ids, embed=embed)
+        feed.push(piece)
         feed.end()
         opts = replace(self.opts, timestamps="segment")   # partials: no word times
         self._partial = Request(feed, opts, emit=self._on_partial(self._n_utt, start / SAMPLE_RATE), max_active=1)
@@ -190,6 +226,16 @@ class Stream:
     def _take(self) -> list[Event]:
         out, self._events = self._events, []
         return out
+
+
+def _cached_embeddings(enc, wav: np.ndarray):
+    """The partial's embeddings, computed when the scheduler encodes the piece (its thread; partials of a
+    stream are one at a time): the utterance's new samples fed to its LiveEncoder, then one step (each
+    completed 8-s window encoded once, one stale window refreshed a step: docs/streaming.md)."""
+    def embed() -> np.ndarray:
+        enc.feed(wav[enc.n_samples:])
+        return enc.step(refresh=1).embeddings
+    return embed
 
 
 __all__ = ["Event", "LIVE_VAD", "Stream"]

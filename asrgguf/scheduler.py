@@ -158,7 +158,7 @@ class Request:
         self._piece = None            # a piece read and not yet encoded
         self.stats = {"features": 0.0, "encoder": 0.0, "prefill": 0.0, "decode": 0.0, "align": 0.0,
                       "prompt_tokens": 0, "generated_tokens": 0, "decode_steps_tokens": 0, "pieces": 0,
-                      "audio_seconds": 0.0}
+                      "audio_seconds": 0.0, "draft_tokens": 0, "draft_accepted": 0}
 
     def _deliver(self, kind: str, payload) -> None:
         if self.emit is not None:
@@ -384,6 +384,10 @@ class Scheduler:
             self._drop(r, e)
             return
         r.stats["generated_tokens"] += len(job.ids)
+        r.stats["draft_tokens"] += len(job.draft)
+        r.stats["draft_accepted"] += job.draft_accepted
+        self.stats["draft_tokens"] = self.stats.get("draft_tokens", 0) + len(job.draft)
+        self.stats["draft_accepted"] = self.stats.get("draft_accepted", 0) + job.draft_accepted
         r.stats["decode_steps_tokens"] += max(0, len(job.ids) - 1)
         self.stats["generated_tokens"] += len(job.ids)
         r._done[piece.index] = seg

@@ -103,3 +103,104 @@ def test_stream_options_checked(demo):
     s.finish()
     with pytest.raises(AsrggufError, match="^the stream is finished$"):
         s.feed(np.zeros(160, np.float32))
+
+
+def decode_piece(tr, piece, **options):
+    """One piece through the engine's scheduler: (token ids, draft tokens accepted)."""
+    from asrgguf.scheduler import PushFeed, Request
+
+    feed = PushFeed()
+    feed.push(piece)
+    feed.end()
+    req = tr.scheduler.submit(Request(feed, tr.options(language="English", **options)))
+    while not req.finished:
+        tr.scheduler.pump()
+    assert req.error is None
+    return req.ready[0].token_ids, req.stats["draft_accepted"]
+
+
+def test_a_draft_is_verified_not_trusted(demo, talk):
+    """A job's draft (live finals: the last partial's tokens) is kept only while each token is the greedy
+    choice: the ids are those of a decode without a draft whatever the draft, and a right draft is all taken."""
+    from asrgguf.live import LivePiece
+
+    _, clips = talk
+    wav = clips[0]
+    ids = demo.transcribe_all(wav, language="English").token_ids
+    assert len(ids) > 8
+
+    def piece(**kw):
+        return LivePiece(0, wav, 0, wav.size, **kw)
+    assert decode_piece(demo, piece()) == (ids, 0)
+    # all of it (then the end of turn is the greedy choice)
+    assert decode_piece(demo, piece(draft=tuple(ids))) == (ids, len(ids))
+    wrong = list(ids)
+    wrong[5] = ids[5] + 1
+    assert decode_piece(demo, piece(draft=tuple(wrong))) == (ids, 5)          # kept up to the first wrong one
+    assert decode_piece(demo, piece(draft=(ids[0] + 1, *ids[1:]))) == (ids, 0)
+    assert decode_piece(demo, piece(draft=tuple(ids[:4]))) == (ids, 4)       # a partial's shorter draft
+    # at the token limit the last token is a step's (the draft is cut one short of the limit)
+    assert decode_piece(demo, piece(draft=tuple(ids)), max_new_tokens=6) == (ids[:6], 5)
+    # the official rollback's prefix is taken as given (not checked): it ends up in the ids as it is
+    got, _ = decode_piece(demo, piece(prefix=tuple(wrong[:6])))
+    assert got[:6] == wrong[:6] and got != ids
+
+
+@pytest.mark.parametrize("partials", ["draft", "rollback", "full"])
+def test_partial_modes_keep_finals_exact(demo, talk, partials):
+    """Whatever the partials do (verified draft, the official rollback, from scratch), the finals are the
+    token ids of `transcribe` on the utterance's audio; with draft_final the final takes most of its tokens
+    from the last partial's (verified)."""
+    wav, _ = talk
+    s = demo.stream(language="English", partials=partials)
+    events = feed_all(s, wav)
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) == 2
+    for e in finals:
+        cut = wav[round(e.segment.start * SR):round(e.segment.end * SR)]
+        assert e.segment.token_ids == demo.transcribe_all(cut, language="English").token_ids
+    assert all(e.text for e in events if e.type == "partial")
+    if partials == "draft":
+        assert s._final_req.stats["draft_accepted"] > 0
+
+
+def test_partial_options_checked(demo):
+    from asrgguf.errors import AsrggufError
+
+    with pytest.raises(AsrggufError, match=r"^partials must be one of draft, rollback, full \(got 'x'\)$"):
+        demo.stream(partials="x")
+    with pytest.raises(AsrggufError, match=r"^rollback must be between 0 and 100 tokens \(got -1\)$"):
+        demo.stream(rollback=-1)
+
+
+def test_partials_encode_each_completed_window_once(demo, talk):
+    """A 20-s utterance (sentences 0.2 s apart): partials encode through the stream's LiveEncoder, so the
+    mel frames encoded over all its partials stay below one open window a partial plus each completed 8-s
+    window once (a refresh apart), where from scratch each partial encodes the whole utterance so far;
+    the final is still `transcribe` on the utterance."""
+    _, clips = talk
+    gap = np.zeros(int(0.2 * SR), np.float32)
+    one = np.concatenate([np.zeros(SR, np.float32)] + [x for c in clips * 3 for x in (c, gap)] +
+                         [np.zeros(2 * SR, np.float32)])
+    s = demo.stream(language="English")
+    encs = []
+    orig = s._maybe_partial
+
+    def spy():
+        orig()
+        if s._enc is not None and (not encs or encs[-1] is not s._enc):
+            encs.append(s._enc)
+    s._maybe_partial = spy
+    events = feed_all(s, one)
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) == 1 and finals[0].end - finals[0].start > 16
+    n_partials = sum(e.type == "partial" for e in events)
+    assert n_partials >= 10 and len(encs) == 1
+    frames = encs[0].frames_encoded
+    n_windows = encs[0].n_complete
+    assert n_windows >= 2
+    assert frames <= n_partials * 800 + (n_windows + 2) * 800
+    scratch = sum(100 * k for k in range(1, int(finals[0].end - finals[0].start) + 1))   # 1 s more each step
+    assert frames < 0.7 * scratch   # 8900 against 13600 frames (16 s); the gap grows with the length
+    cut = one[round(finals[0].segment.start * SR):round(finals[0].segment.end * SR)]
+    assert finals[0].segment.token_ids == demo.transcribe_all(cut, language="English").token_ids

@@ -121,3 +121,55 @@ def test_wrong_key_refused_at_handshake(server):
     with pytest.raises(websockets.exceptions.InvalidStatus) as e:
         asyncio.run(go())
     assert e.value.response.status_code == 403
+
+
+def test_the_official_openai_client(server, speech16):
+    """The `openai` package's own realtime connection (GA dialect: `session.update` with session.type
+    "transcription", pcm16 at 24 kHz as OpenAI sends it): the server's events parse as its models, the
+    deltas of each item concatenate to its completed text, and each completed text is what `transcribe`
+    gives for that utterance's audio (the 24-kHz input as asrgguf reads it, cut at the reported times)."""
+    import threading
+
+    import librosa
+    import openai
+
+    from asrgguf import Transcriber, audio
+
+    clip, text = speech16
+    gap = np.zeros(SR, np.float32)
+    x16 = np.concatenate([gap, clip, gap, clip, 1.5 * gap])
+    x24 = librosa.resample(x16, orig_sr=SR, target_sr=24000)
+    raw = pcm(x24)
+    client = openai.OpenAI(api_key=KEY, base_url=server.url + "/v1")
+    events = []
+    with client.realtime.connect(model="qwen3-asr", extra_query={"intent": "transcription"}) as conn:
+        guard = threading.Timer(120, conn.close)     # a hung server fails the test instead of blocking it
+        guard.start()
+        try:
+            conn.session.update(session={"type": "transcription", "audio": {"input": {
+                "format": {"type": "audio/pcm", "rate": 24000},
+                "transcription": {"model": "qwen3-asr", "language": "en"},
+                "turn_detection": {"type": "server_vad", "threshold": 0.5, "prefix_padding_ms": 200,
+                                   "silence_duration_ms": 500}}}})
+            for i in range(0, len(raw), 4800):   # 100 ms of 24-kHz pcm16
+                conn.input_audio_buffer.append(audio=base64.b64encode(raw[i:i + 4800]).decode())
+            while sum(e.type == "conversation.item.input_audio_transcription.completed" for e in events) < 2:
+                events.append(conn.recv())
+        finally:
+            guard.cancel()
+    kinds = [e.type for e in events]
+    assert kinds[:2] == ["session.created", "session.updated"]
+    assert "error" not in kinds
+    completed = [e for e in events if e.type == "conversation.item.input_audio_transcription.completed"]
+    assert [e.transcript for e in completed] == [text, text]
+    for e in completed:
+        deltas = [d.delta for d in events if d.type.endswith("transcription.delta") and d.item_id == e.item_id]
+        assert deltas and "".join(deltas) == e.transcript
+    # each completed text is `transcribe` on its utterance's audio (times as the server reported them)
+    x = audio.prepare(np.frombuffer(raw, "<i2").astype(np.float32) / 32768, 24000)
+    starts = [e.audio_start_ms for e in events if e.type == "input_audio_buffer.speech_started"]
+    ends = [e.audio_end_ms for e in events if e.type == "input_audio_buffer.speech_stopped"]
+    assert len(starts) == len(ends) == 2
+    with Transcriber.from_pretrained("demo", threads=1) as tr:
+        for a, b, e in zip(starts, ends, completed):
+            assert tr.transcribe_all(x[a * 16:b * 16], language="English").text == e.transcript
