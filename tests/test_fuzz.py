@@ -4,7 +4,7 @@ never a crash of the process.
 
 The GGUF side is Python and numpy (gguf-py, asrgguf's own header walker, the encoder's loader) and runs
 here; the audio side goes through libsndfile, FFmpeg and soxr, C libraries, so it runs in a child process
-(tests/fuzz_audio.py) whose death by a signal fails the test instead of the test run.
+(tests/support/fuzz_audio.py) whose death by a signal fails the test instead of the test run.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ FFmpeg and soxr are C libraries: an abort there must fail the test, not end the 
 
 Every input gives a result or an AsrggufError. Before each example the input is written to
 FUZZ_DIR/last-input (+ .txt for arrays) so a crash leaves its reproducer behind.
-Usage: python tests/fuzz_audio.py FUZZ_DIR MAX_EXAMPLES
+Usage: python tests/support/fuzz_audio.py FUZZ_DIR MAX_EXAMPLES
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from asrgguf import audio  # noqa: E402
