@@ -49,7 +49,8 @@ class _Linear(nn.Linear):
     """A Linear whose weight may be stored narrower (f16 from the file) than it computes (f32).
 
     The upcast is exact, costs ~0.2 s per 60 s of audio at the 0.6B shape, and halves the
-    encoder's resident weights on CPU (~370 MB at 0.6B).
+    encoder's resident weights on CPU (~370 MB at 0.6B); with the map's pages dropped once each
+    module has run (AudioEncoder.map_pages) about one layer of them is resident at a time.
     """
 
     def forward(self, x):

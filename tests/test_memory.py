@@ -21,7 +21,7 @@ import torch
 from test_native import native_lib  # noqa: F401  (the fixture: builds the library when missing)
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = Path(__file__).resolve().parent / "memory_probe.py"
+PROBE = Path(__file__).resolve().parent / "support" / "memory_probe.py"
 PAGE = os.sysconf("SC_PAGE_SIZE")
 FOLIO = 2 * 2**20   # the most the kernel maps for one faulting read of a cached file (a PMD-sized folio)
 
@@ -91,11 +91,11 @@ def test_encoder_weights_resident_one_layer_at_a_time(ck_gqa, gguf_pair, clip5, 
     """The encoder computes from the f16 mmproj's map and drops each module's pages once it has run: after a
     pass no linear weight is left resident (with ASRGGUF_ENCODER_KEEP_PAGES=1, the old behaviour, they all
     are), and the output is the same to the bit."""
-    from memory_probe import mapping_rss
+    from support.memory_probe import mapping_rss
 
     from asrgguf.encoder import load_from_gguf
     from asrgguf.features import LogMel
-    from reference import official_wav
+    from support.reference import official_wav
 
     _, mmproj = gguf_pair(ck_gqa, "q8_0")          # f16 mmproj
     feats = LogMel()(official_wav(str(clip5)))
