@@ -154,10 +154,10 @@ def plan(args: list[str], out_dir: Path | None, fmt: str, overwrite: bool, summa
 
 
 def transcribe_one(tr, source, fmt: str, opts: dict, out=None, on_segment=None, write=None,
-                   max_line_chars: int | None = None):
+                   max_line_chars: int | None = None, on_diarize=None):
     """One input of a batch: transcribe, render, and write the output (atomically) when `out` is given.
-    Returns (transcription, rendered text)."""
-    segments, info = tr.transcribe(source, **opts)
+    Returns (transcription, rendered text). on_diarize(seconds): the diarization pass's progress."""
+    segments, info = tr.transcribe(source, on_diarize=on_diarize, **opts)
     segs = []
     for seg in segments:
         segs.append(seg)

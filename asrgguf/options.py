@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from .errors import AsrggufError
 from .languages import normalize_language
 from .pieces import DEFAULT_PIECE_SECONDS
+from .speakers import DiarizeOptions
 from .vad import VadOptions, options_for
 
 DEFAULT_MAX_NEW_TOKENS = 512  # the official wrapper's default
@@ -29,6 +30,7 @@ class Options:
     timestamps: str = "segment"          # "segment" (interpolated inside a piece) or "word" (the aligner)
     bench_tokens: int | None = None      # benchmarks only: exactly N tokens a piece, end-of-turn ignored
     vad: VadOptions | None = None        # voice activity: only speech reaches the model (True: the defaults)
+    diarize: DiarizeOptions | None = None    # speaker labels (True: the count found; DiarizeOptions(speakers=N))
 
     @classmethod
     def make(cls, **kw) -> "Options":
@@ -45,6 +47,13 @@ class Options:
             vad = None
         elif vad is not None and not isinstance(vad, VadOptions):
             raise AsrggufError(f"vad must be True, False or a VadOptions (got {vad!r})")
+        diarize = kw.pop("diarize", None)
+        if diarize is True:
+            diarize = DiarizeOptions()
+        elif diarize is False:
+            diarize = None
+        elif diarize is not None and not isinstance(diarize, DiarizeOptions):
+            raise AsrggufError(f"diarize must be True, False or a DiarizeOptions (got {diarize!r})")
         o = cls(**kw)
         lang = normalize_language(o.language)
         if not (isinstance(o.max_new_tokens, int) and o.max_new_tokens >= 1):
@@ -61,7 +70,8 @@ class Options:
         if o.bench_tokens is not None and not (isinstance(o.bench_tokens, int) and o.bench_tokens >= 1):
             raise AsrggufError(f"bench_tokens must be a positive integer (got {o.bench_tokens!r})")
         return cls(**{**o.__dict__, "language": lang, "context": o.context or "", "piece_seconds": float(o.piece_seconds),
-                      "vad": None if vad is None else options_for(vad, float(o.piece_seconds))})
+                      "vad": None if vad is None else options_for(vad, float(o.piece_seconds)),
+                      "diarize": None if diarize is None else diarize.checked()})
 
 
 def check_device_dtype(device: str | None, dtype: str | None) -> None:

@@ -18,10 +18,12 @@ class Word:
     text: str
     start: float
     end: float
+    speaker: str | None = None     # with diarization: who says it (the turn it overlaps most)
 
     def to_dict(self) -> dict:
-        """As JSON: text, start and end (seconds, rounded to ms)."""
-        return {"text": self.text, "start": round(self.start, 3), "end": round(self.end, 3)}
+        """As JSON: text, start and end (seconds, rounded to ms), and speaker when diarized."""
+        d = {"text": self.text, "start": round(self.start, 3), "end": round(self.end, 3)}
+        return d if self.speaker is None else {**d, "speaker": self.speaker}
 
 
 @dataclass
@@ -30,9 +32,11 @@ class Sentence:
     start: float
     end: float
     text: str
+    speaker: str | None = None     # with diarization: the speaker who talks longest within it
 
     def to_dict(self) -> dict:
-        return {"start": round(self.start, 3), "end": round(self.end, 3), "text": self.text}
+        d = {"start": round(self.start, 3), "end": round(self.end, 3), "text": self.text}
+        return d if self.speaker is None else {**d, "speaker": self.speaker}
 
 
 @dataclass
@@ -50,6 +54,7 @@ class Segment:
     repetition_stopped: bool = False
     sentences: list[Sentence] = field(default_factory=list)
     words: list[Word] | None = None
+    speaker: str | None = None     # with diarization: the speaker who talks longest within it
 
     def to_dict(self) -> dict:
         """As JSON (the `segments` entries of `asrgguf run --format json`)."""
@@ -58,7 +63,18 @@ class Segment:
              "token_ids": self.token_ids, "sentences": [s.to_dict() for s in self.sentences]}
         if self.words is not None:
             d["words"] = [w.to_dict() for w in self.words]
+        if self.speaker is not None:
+            d["speaker"] = self.speaker
         return d
+
+    def label(self, turns) -> None:
+        """Speaker labels from diarization turns ((start, end, speaker) in the recording): on the segment, its
+        sentences and words, each the speaker who talks longest within it (speakers.speaker_of)."""
+        from .speakers import speaker_of
+
+        self.speaker = speaker_of(self.start, self.end, turns)
+        for x in [*self.sentences, *(self.words or [])]:
+            x.speaker = speaker_of(x.start, x.end, turns)
 
 
 @dataclass
@@ -72,6 +88,7 @@ class TranscriptionInfo:
     options: object = None
     model: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    turns: list | None = None      # with diarization: the speaker turns (speakers.Turn), once found
 
     @property
     def timing(self) -> str:
@@ -90,6 +107,7 @@ class Transcription:
     timings: dict = field(default_factory=dict)
     model: dict = field(default_factory=dict)
     timing: str = "interpolated"   # how fine times inside a segment are: "interpolated" or "word"
+    turns: list | None = None      # with diarization: the speaker turns (start, end, speaker), in order
 
     @classmethod
     def collect(cls, segments: Iterable[Segment], info: TranscriptionInfo) -> "Transcription":
@@ -97,7 +115,7 @@ class Transcription:
         segs = list(segments)
         return cls(audio=info.audio, language=merge_languages(s.language for s in segs),
                    text=join_texts(s.text for s in segs), segments=segs, duration=float(info.duration),
-                   timings=info.timings, model=dict(info.model), timing=info.timing)
+                   timings=info.timings, model=dict(info.model), timing=info.timing, turns=info.turns)
 
     @property
     def token_ids(self) -> list[int]:
@@ -112,8 +130,11 @@ class Transcription:
         return sum(s.repetition_stopped for s in self.segments)
 
     def to_dict(self) -> dict:
-        """As JSON: what `asrgguf run --format json` prints."""
-        return {"audio": self.audio, "language": self.language, "text": self.text, "duration": round(self.duration, 3),
+        """As JSON: what `asrgguf run --format json` prints (with diarization, `speakers`: the turns)."""
+        d = {"audio": self.audio, "language": self.language, "text": self.text, "duration": round(self.duration, 3),
                 "timing": self.timing, "raw": self.raw, "token_ids": self.token_ids,
                 "segments": [s.to_dict() for s in self.segments], "repetitions_stopped": self.repetitions_stopped,
                 "timings": self.timings, "model": self.model}
+        if self.turns is not None:
+            d["speakers"] = [{"start": round(t[0], 3), "end": round(t[1], 3), "speaker": t[2]} for t in self.turns]
+        return d

@@ -44,6 +44,7 @@ from .languages import normalize_language
 from .options import Options
 from .parse import join_texts
 from .results import Transcription, TranscriptionInfo
+from .serve_speakers import diarize_form, with_speaker
 from .serve_engine import ApiError, EngineThread, ServeConfig, api_error, model_accepted
 from .serve_realtime import realtime_route
 from .vad import model_path as vad_model_path
@@ -69,12 +70,12 @@ def verbose_json(res, words: bool) -> dict:
     greedy decode keeps none), words when asked for and an aligner gave them."""
     d = {"task": "transcribe", "language": res.language.lower(), "duration": round(res.duration, 3),
          "text": res.text,
-         "segments": [{"id": s.id, "seek": int(round(s.start * 100)), "start": round(s.start, 3),
-                       "end": round(s.end, 3), "text": s.text, "tokens": list(s.token_ids), "temperature": 0.0}
-                      for s in res.segments],
+         "segments": [with_speaker({"id": s.id, "seek": int(round(s.start * 100)), "start": round(s.start, 3),
+                                     "end": round(s.end, 3), "text": s.text, "tokens": list(s.token_ids),
+                                     "temperature": 0.0}, s) for s in res.segments],
          "usage": {"type": "duration", "seconds": round(res.duration, 3)}}
     if words:
-        d["words"] = [{"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}
+        d["words"] = [with_speaker({"word": w.text, "start": round(w.start, 3), "end": round(w.end, 3)}, w)
                       for s in res.segments for w in (s.words or [])]
     return d
 
@@ -220,6 +221,7 @@ def create_app(cfg: ServeConfig, engine: EngineThread | None = None):
             raise ApiError(400, "word timestamps need an aligner, and this server has none loaded",
                            "word_timestamps_unavailable")
         stream = str(form.get("stream") or "false").strip().lower() in ("true", "1", "yes")
+        diarize = diarize_form(form, stream)
         vad = str(form.get("vad") or "false").strip().lower() in ("true", "1", "yes")
         if vad:
             try:
@@ -259,6 +261,9 @@ def create_app(cfg: ServeConfig, engine: EngineThread | None = None):
 
         r = sched.submit(src, opts, emit)
         gone = asyncio.ensure_future(_wait_disconnect(request.receive))
+        # speakers: a second pass over the upload in a worker thread, beside the transcription
+        turns = None if diarize is None else asyncio.ensure_future(asyncio.to_thread(
+            sched.tr.diarize, src.getvalue(), diarize))
 
         async def next_event():
             get = asyncio.ensure_future(events.get())
@@ -333,6 +338,13 @@ def create_app(cfg: ServeConfig, engine: EngineThread | None = None):
             sched.cancel(r)
             gone.cancel()
         res = _transcription(segs, fin["audio_seconds"], name, opts, sched.tr.model_info)
+        if turns is not None:
+            try:
+                res.turns = await turns
+            except AsrggufError as e:
+                raise ApiError(400, str(e), "invalid_audio") from None
+            for s in res.segments:
+                s.label(res.turns)
         if fmt == "json":
             return JSONResponse({"text": res.text, "usage": {"type": "duration", "seconds": round(res.duration, 3)}})
         if fmt == "text":

