@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from torch import nn
 
 from . import gguf_names as names
 from .errors import AsrggufError
+from .mapped_pages import MappedFile
 from .mmproj import EncoderParams, params_from_gguf  # noqa: F401 (the encoder's sizes, read without torch)
 
 
@@ -47,7 +49,8 @@ class _Linear(nn.Linear):
     """A Linear whose weight may be stored narrower (f16 from the file) than it computes (f32).
 
     The upcast is exact, costs ~0.2 s per 60 s of audio at the 0.6B shape, and halves the
-    encoder's resident weights on CPU (~370 MB at 0.6B).
+    encoder's resident weights on CPU (~370 MB at 0.6B); with the map's pages dropped once each
+    module has run (AudioEncoder.map_pages) about one layer of them is resident at a time.
     """
 
     def forward(self, x):
@@ -106,6 +109,26 @@ class AudioEncoder(nn.Module):
         self.proj1 = _Linear(p.d_model, p.d_model)
         self.proj2 = _Linear(p.d_model, p.output_dim)
         self.register_buffer("positions", sinusoids(p.max_source_positions, p.d_model), persistent=False)
+        self.pages = None   # MappedFile of the mmproj when the linear weights are used from its map
+        self._spans: dict[str, list] = {}   # module name -> its weights' page spans in that map
+
+    def map_pages(self, pages) -> None:
+        """Use the weights from this file map and drop each module's pages once it has run in a pass
+        (resident weights: about one layer, not all); `pages` a `mapped_pages.MappedFile`."""
+        self.pages, self._spans = pages, {}
+        for name, mod in self.named_modules():
+            if isinstance(mod, _Linear) and mod.weight.dtype == torch.float16:
+                span = pages.span(mod.weight.data_ptr(), mod.weight.numel() * mod.weight.element_size())
+                if span:   # grouped by what runs as one step: "layers.3", "conv_out", "proj1"
+                    parts = name.split(".")
+                    group = ".".join(parts[:2]) if parts[0] == "layers" else parts[0]
+                    self._spans.setdefault(group, []).append(span)
+        pages.release_all()   # the load's reads (conv weights copied to f32, header) are not needed again
+
+    def _release(self, *names: str) -> None:
+        if self.pages is not None:
+            for n in names:
+                self.pages.release(self._spans.get(n, ()))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -142,6 +165,7 @@ class AudioEncoder(nn.Module):
             x = x + self.positions[:t].to(x.dtype)
             for j in range(b):
                 outs.append(x[j, :valid[start + j]])
+        self._release("conv_out")
         return torch.cat(outs, dim=0)
 
     def window_frames(self) -> int:
@@ -162,10 +186,12 @@ class AudioEncoder(nn.Module):
             key_mask = torch.ones((nw, 1, 1, W), dtype=torch.bool, device=x.device)
             key_mask[-1, ..., T - (nw - 1) * W:] = False
         x = x.view(nw, W, d)
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             x = layer(x, key_mask)
+            self._release(f"layers.{i}")
         x = x.reshape(nw * W, d)[:T]
         x = self.proj2(F.gelu(self.proj1(self.ln_post(x))))
+        self._release("proj1", "proj2")
         return x
 
 
@@ -214,7 +240,10 @@ def load_from_gguf(path: str | Path, device="cpu", dtype=torch.float32) -> Audio
         except (ValueError, TypeError, NotImplementedError, RuntimeError) as e:
             raise AsrggufError(f"{path}: corrupt audio encoder tensor {t.name!r} ({type(e).__name__})") from None
         state[key] = x.reshape(-1) if key.startswith("conv2d") and key.endswith(".bias") else x
-    return _finish(enc, state, device, dtype, str(path))
+    enc = _finish(enc, state, device, dtype, str(path))
+    if keep_f16 and os.environ.get("ASRGGUF_ENCODER_KEEP_PAGES", "") in ("", "0"):
+        enc.map_pages(MappedFile(reader.data))
+    return enc
 
 
 def load_from_checkpoint(ck, device="cpu", dtype=torch.float32) -> AudioEncoder:

@@ -227,7 +227,7 @@ def main(argv=None) -> int:
     s = Sampler(files)
     s.start()
     t0 = time.perf_counter()
-    res = tr.transcribe(a.audio, piece_seconds=1200, bench_tokens=a.tokens)
+    res = tr.transcribe_all(a.audio, piece_seconds=1200, bench_tokens=a.tokens)
     run_s = time.perf_counter() - t0
     run_peak = s.stop()
     run_hwm = status_kb("VmHWM") * 1024
