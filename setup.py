@@ -3,7 +3,8 @@ asrgguf/_native/libasrgguf_native.so when CMake, a C++ compiler with OpenMP and 
 hand. ggml's headers come from the pinned llama-cpp-python source distribution: ASRGGUF_LLAMA_CPP_SRC
 (its vendor/llama.cpp), else .cache/llama-cpp-python-src/vendor/llama.cpp, else the sdist fetched with
 `pip download`. Without any of this asrgguf installs as before and runs on llama.cpp's own products
-(ASRGGUF_NATIVE_BUILD=0 skips the build, =1 makes a failed build an error)."""
+(ASRGGUF_NATIVE_BUILD=0 skips the build and ships no library, =1 makes a failed build an error). Off x86-64
+Linux (ARM Linux, macOS) the build is skipped as with =0."""
 from __future__ import annotations
 
 import os
@@ -80,6 +81,9 @@ class BuildPy(build_py):
         super().run()
         mode = os.environ.get("ASRGGUF_NATIVE_BUILD", "auto")
         if not native_wanted():
+            # a library built earlier into the source tree (tools/build_native.sh) is package data: not shipped
+            for so in (Path(self.build_lib) / "asrgguf" / "_native").glob("*.so"):
+                so.unlink()
             return
         # editable installs (pip install -e .) import the source tree: build into it (gitignored)
         dest = (ROOT if getattr(self, "editable_mode", False) else Path(self.build_lib)) / "asrgguf" / "_native"
