@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import formats
+from . import writers
 from .audio import probe
 from .errors import AsrggufError
 from .files import clean_stale, write_atomic
@@ -178,7 +178,7 @@ def failure_message(source, e: BaseException) -> str:
 
 
 def render(result, fmt: str, max_line_chars: int | None = None) -> str:
-    return formats.render(result, fmt, max_line_chars or formats.LINE_WIDTH)
+    return writers.render(result, fmt, max_line_chars or writers.LINE_WIDTH)
 
 
 def write_output(path: Path, text: str) -> None:

@@ -1,4 +1,4 @@
-"""asrgguf command line: `run`, `align`, `quantize`, `languages`, `serve`."""
+"""asrgguf command line: `run`, `align`, `quantize`, `languages`, `serve`, `listen` (cli_listen.py)."""
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +10,11 @@ from pathlib import Path
 
 import click
 
+from .cli_listen import listen
+from .cli_options import engine_options as _engine_options
 from .errors import SIGNALS, AsrggufError, Terminated, deferred_signals, on_signal, signal_exception
+from .options import DEFAULT_LINE_CHARS, DEFAULT_MAX_NEW_TOKENS
+from .pieces import DEFAULT_PIECE_SECONDS
 
 
 def _fail(msg: str, code: int = 1):
@@ -64,28 +68,15 @@ def main():
     """Qwen3-ASR speech recognition: PyTorch audio encoder + llama.cpp GGUF decoder."""
 
 
+main.add_command(listen)
+
+
 _TIMES_HELP = ("Times: a piece's start and end are exact (the sample where the audio was cut); without "
                "--timestamps word, sentences inside a piece get times interpolated by character count, so they "
                "are only as fine as the piece is short (--piece-seconds, 30 s by default; json says "
                "\"timing\": \"interpolated\"). --timestamps word aligns each piece's text to its audio with "
                "Qwen3-ForcedAligner (--aligner, or an aligner beside the model): json gets words with start and "
                "end (\"timing\": \"word\"), srt/vtt cues get word-derived times.")
-
-
-def _engine_options(f):
-    """--device, --dtype, --n-gpu-layers, --threads, --no-native: where and how the model runs (run, serve, align)."""
-    for opt in reversed([
-        click.option("--device", default="auto", show_default=True, help="Encoder device: auto|cpu|cuda|mps."),
-        click.option("--dtype", default="auto", show_default=True,
-                     help="Encoder dtype: auto|float32|float16|bfloat16 (auto: float32 on CPU, float16 on GPU)."),
-        click.option("--n-gpu-layers", type=int, default=None,
-                     help="Decoder layers on the GPU (default: all when llama.cpp has a GPU backend)."),
-        click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: all cores)."),
-        click.option("--no-native", is_flag=True, help="llama.cpp's own q8_0 products instead of asrgguf's native "
-                                                       "backend (also ASRGGUF_NO_NATIVE=1)."),
-    ]):
-        f = opt(f)
-    return f
 
 
 @main.command(epilog=_TIMES_HELP)
@@ -101,7 +92,7 @@ def _engine_options(f):
 @click.option("--language", default="auto", show_default=True,
               help="Force the language: a name (English, any case) or an ISO code (en); auto detects.")
 @click.option("--context", default="", help="Context text for the system prompt (names, terms).")
-@click.option("--max-new-tokens", type=click.IntRange(1), default=512, show_default=True,
+@click.option("--max-new-tokens", type=click.IntRange(1), default=DEFAULT_MAX_NEW_TOKENS, show_default=True,
               help="Token limit per piece.")
 @_engine_options
 @click.option("--out-text", type=click.Path(dir_okay=False), help="Also write the text to this file.")
@@ -111,7 +102,7 @@ def _engine_options(f):
               help="Write one OUTPUT-DIR/NAME.FORMAT per input (atomically) instead of printing; inputs whose "
                    "output exists are skipped (see --overwrite); a summary goes to stderr.")
 @click.option("--overwrite", is_flag=True, help="With --output-dir: transcribe inputs whose output exists.")
-@click.option("--piece-seconds", type=click.FloatRange(10, 1200), default=30.0, show_default=True,
+@click.option("--piece-seconds", type=click.FloatRange(10, 1200), default=DEFAULT_PIECE_SECONDS, show_default=True,
               help="Long audio is cut at the quietest point within 5 s of every PIECE-SECONDS (as the official "
                    "package does with 1200) and each piece is transcribed on its own.")
 @click.option("--parallel", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -137,7 +128,7 @@ def _engine_options(f):
               help="With --vad: silence that ends a speech region (default 1000).")
 @click.option("--vad-speech-pad-ms", type=click.FloatRange(0), default=None,
               help="With --vad: padding on both sides of each region (default 400).")
-@click.option("--max-line-chars", type=click.IntRange(10, 200), default=42, show_default=True,
+@click.option("--max-line-chars", type=click.IntRange(10, 200), default=DEFAULT_LINE_CHARS, show_default=True,
               help="srt/vtt: characters per subtitle line (two lines a cue).")
 @click.option("--bench-tokens", type=click.IntRange(1), default=None, hidden=True,
               help="Benchmarks only: generate exactly N tokens, ignoring end-of-turn (for random weights).")
@@ -366,9 +357,9 @@ def languages():
               help="Require 'Authorization: Bearer KEY' (or set ASRGGUF_API_KEY).")
 @click.option("--served-model-name", default=None,
               help="The model id in /v1/models (default: 'demo', the checkpoint's or the decoder file's name).")
-@click.option("--max-new-tokens", type=click.IntRange(1), default=512, show_default=True,
+@click.option("--max-new-tokens", type=click.IntRange(1), default=DEFAULT_MAX_NEW_TOKENS, show_default=True,
               help="Token limit per piece.")
-@click.option("--piece-seconds", type=click.FloatRange(10, 1200), default=30.0, show_default=True,
+@click.option("--piece-seconds", type=click.FloatRange(10, 1200), default=DEFAULT_PIECE_SECONDS, show_default=True,
               help="Long audio is cut near every PIECE-SECONDS, as `asrgguf run` cuts it.")
 @_engine_options
 @click.option("--log-level", type=click.Choice(["critical", "error", "warning", "info", "debug"]), default="info",
@@ -397,124 +388,6 @@ def serve(gguf_path, mmproj, model_dir, host, port, parallel, max_queue, max_upl
     serve_mod.serve(cfg, host, port, log_level, on_ready=lambda s: click.echo(
         f"asrgguf: {cfg.model_id} loaded in {s:.1f} s; serving on http://{host}:{port} (--parallel {parallel})",
         err=True))
-
-
-@main.command()
-@click.argument("source", default="mic")
-@click.option("--gguf", "gguf_path", type=click.Path(dir_okay=False), help="Decoder GGUF (qwen3vl).")
-@click.option("--mmproj", type=click.Path(dir_okay=False), help="Audio encoder GGUF (default: beside --gguf).")
-@click.option("--model", "model_dir", help="Checkpoint directory, ORG/NAME, or demo.")
-@click.option("--language", default="auto", show_default=True, help="Force the language (a name or ISO code).")
-@click.option("--context", default="", help="Context text for the system prompt.")
-@click.option("--raw-rate", type=int, default=None,
-              help="SOURCE is raw signed 16-bit mono PCM at this rate (e.g. '-' from arecord or ffmpeg -f s16le).")
-@click.option("--realtime", is_flag=True, help="Pace a file as if it were live (a block every 100 ms).")
-@click.option("--step-seconds", type=click.FloatRange(0.1, 30), default=1.0, show_default=True,
-              help="Speech between partial results.")
-@click.option("--format", "fmt", type=click.Choice(["text", "jsonl"]), default="text", show_default=True,
-              help="text: partials rewritten in place on a terminal, finals as lines; jsonl: every event.")
-@click.option("--output", type=click.Path(dir_okay=False), help="Also write the finals as .srt, .vtt, .txt or .json.")
-@_engine_options
-def listen(source, gguf_path, mmproj, model_dir, language, context, raw_rate, realtime, step_seconds, fmt, output,
-           device, dtype, n_gpu_layers, threads, no_native):
-    """Live transcription of SOURCE: mic (the default microphone; pip install 'asrgguf[mic]'), an audio file, or
-    - (standard input: any format, or raw PCM with --raw-rate). Utterances end at pauses (Silero VAD)."""
-    import json
-    import time
-
-    from . import audio as audio_mod
-    from . import formats
-    from .languages import normalize_language
-    from .loading import EngineConfig
-    from .results import Transcription, TranscriptionInfo
-    from .vad import model_path
-
-    cfg = EngineConfig(gguf=gguf_path, mmproj=mmproj, model=model_dir, device=device, dtype=dtype,
-                       n_gpu_layers=n_gpu_layers, threads=threads, native=False if no_native else None).check()
-    lang = normalize_language(language)
-    out_fmt = None
-    if output:
-        out_fmt = Path(output).suffix.lower().lstrip(".")
-        if out_fmt not in formats.FORMATS:
-            raise AsrggufError(f"--output {output}: unknown format (.{', .'.join(formats.FORMATS)})")
-        from . import batch
-
-        batch.check_writable(Path(output))
-    model_path()   # the vad extra: one line before anything loads
-    blocks = _listen_blocks(source, raw_rate)
-    tty = sys.stdout.isatty()
-    finals = []
-    with cfg.load() as tr:
-        stream = tr.stream(lang, context, step_seconds=step_seconds)
-        t0 = time.monotonic()
-        fed = 0
-
-        def show(events):
-            for e in events:
-                if fmt == "jsonl":
-                    d = {"type": e.type, "utterance": e.utterance, "text": e.text, "start": round(e.start, 3)}
-                    if e.end is not None:
-                        d["end"] = round(e.end, 3)
-                    click.echo(json.dumps(d, ensure_ascii=False))
-                elif e.type.startswith("speech_"):
-                    pass
-                elif e.type == "partial":
-                    if tty:
-                        click.echo(f"\r\x1b[K{e.text}", nl=False)
-                elif e.text:
-                    click.echo(("\r\x1b[K" if tty else "") + f"[{e.start:7.2f} -> {e.end:7.2f}] {e.text}")
-                if e.type == "final":
-                    finals.append(e.segment)
-
-        try:
-            for b in blocks:
-                show(stream.feed(b))
-                fed += b.size
-                if realtime:
-                    ahead = fed / audio_mod.SAMPLE_RATE - (time.monotonic() - t0)
-                    if ahead > 0:
-                        time.sleep(ahead)
-        except KeyboardInterrupt:
-            pass
-        show(stream.finish())
-        if tty and fmt == "text":
-            click.echo("\r\x1b[K", nl=False)
-    if output:
-        info = TranscriptionInfo(str(source), lang, fed / audio_mod.SAMPLE_RATE)
-        res = Transcription.collect(finals, info)
-        from . import batch
-
-        batch.write_atomic(Path(output), formats.render(res, out_fmt))
-
-
-def _listen_blocks(source: str, raw_rate: int | None):
-    """16 kHz float32 blocks of `listen`'s SOURCE, as they arrive."""
-    from . import audio as audio_mod
-
-    if source == "mic":
-        try:
-            import sounddevice as sd
-        except (ImportError, OSError) as e:
-            raise AsrggufError(f"the microphone needs sounddevice and PortAudio: pip install 'asrgguf[mic]' ({e})") \
-                from None
-        import queue
-
-        q: queue.Queue = queue.Queue()
-
-        def mic():
-            with sd.InputStream(samplerate=audio_mod.SAMPLE_RATE, channels=1, dtype="float32", blocksize=1600,
-                                callback=lambda data, frames, t, status: q.put(data[:, 0].copy())):
-                while True:
-                    yield q.get()
-        return mic()
-    if raw_rate:
-        f = sys.stdin.buffer if source == "-" else open(source, "rb")
-        return audio_mod.raw_pcm_blocks(f, raw_rate)
-    src = sys.stdin.buffer.read() if source == "-" else source
-    if source == "-" and not src:
-        raise AsrggufError("-: standard input is empty")
-    info = audio_mod.probe(src)
-    return audio_mod.stream_16k(src, info, block_frames=None if source == "-" else 1600 * 3)
 
 
 _HIDDEN = {"--bench-tokens"}   # benchmarks only: not in --help, not suggested for a mistyped option

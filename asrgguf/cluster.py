@@ -31,10 +31,11 @@ from typing import Callable
 
 from . import batch
 from .errors import AsrggufError
+from .cluster_files import (Coordinator, is_url, local_copy, local_root, model_files, url_exists, url_fs,
+                            write_url)
 from .loading import EngineConfig
 from .options import DEFAULT_LINE_CHARS, Options
 
-CHUNK = 64 << 20          # model files travel through the object store in pieces of this size
 MAX_TRIES = 3             # a file whose worker died on it this many times is reported failed, not tried again
 
 
@@ -93,106 +94,6 @@ def _probe(address: str, timeout: float = 5.0) -> None:
         socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
     except (OSError, ValueError) as e:
         raise ConnectionError(f"nothing answers at {addr}: {getattr(e, 'strerror', None) or e}") from None
-
-
-# --------------------------------------------------------------------------- where outputs go
-def is_url(path: str) -> bool:
-    return "://" in str(path)
-
-
-def _fs(url: str):
-    import fsspec
-
-    return fsspec.core.url_to_fs(url)
-
-
-def local_root(out_dir: str) -> Path | None:
-    """The local path of an output directory (file:// URLs too); None for other fsspec URLs."""
-    if not is_url(out_dir):
-        return Path(out_dir)
-    from fsspec.implementations.local import LocalFileSystem
-
-    fs, path = _fs(out_dir)
-    return Path(path) if isinstance(fs, LocalFileSystem) else None
-
-
-def write_url(url: str, text: str) -> None:
-    """An output on an fsspec file system: one whole-object write (an object store's PUT is all or
-    nothing, so no reader sees half a file)."""
-    fs, path = _fs(url)
-    fs.pipe_file(path, text.encode("utf-8"))
-
-
-def url_exists(url: str) -> bool:
-    fs, path = _fs(url)
-    return fs.exists(path)
-
-
-# --------------------------------------------------------------------------- model files
-def file_spec(path: str | Path) -> dict:
-    st = os.stat(path)
-    return {"path": str(path), "size": st.st_size, "mtime": int(st.st_mtime)}
-
-
-class Coordinator:
-    """The job's small helper on the driver's node: serves the model files in chunks to workers that
-    cannot see them, and counts the tries of each file (a file whose worker died on it MAX_TRIES
-    times is reported failed instead of tried again)."""
-
-    def __init__(self, paths: list[str]):
-        self.paths = set(paths)
-        self.tries: dict[int, int] = {}
-
-    def attempt(self, i: int) -> int:
-        self.tries[i] = self.tries.get(i, 0) + 1
-        return self.tries[i]
-
-    def retried(self) -> dict[int, int]:
-        return {i: n for i, n in self.tries.items() if n > 1}
-
-    def read(self, path: str, offset: int, length: int) -> bytes:
-        if path not in self.paths:
-            raise ValueError(f"{path}: not a model file of this job")
-        with open(path, "rb") as f:
-            f.seek(offset)
-            return f.read(length)
-
-
-def local_copy(spec: dict, store, ship: bool | None) -> str:
-    """A path to this model file on this node: the driver's path when the same file is here (and
-    shipping is not forced), else a copy fetched once per node from the driver's `Coordinator`."""
-    import fcntl
-
-    import ray
-
-    path = spec["path"]
-    if not ship:
-        with contextlib.suppress(OSError):
-            st = os.stat(path)
-            if st.st_size == spec["size"] and int(st.st_mtime) == spec["mtime"]:
-                return path
-    if ship is False:
-        raise AsrggufError(f"{path}: not on this node ({socket.gethostname()}) and not shipped")
-    from .models import default_cache_dir
-
-    d = default_cache_dir() / "ray-models"
-    d.mkdir(parents=True, exist_ok=True)
-    target = d / f"{spec['size']}-{spec['mtime']}-{Path(path).name}"
-    with open(str(target) + ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one fetch per node; the other actors there wait for it
-        if target.is_file() and target.stat().st_size == spec["size"]:
-            return str(target)
-        tmp = target.with_name(target.name + f".{os.getpid()}.part")
-        with open(tmp, "wb") as f:
-            for off in range(0, spec["size"], CHUNK):
-                f.write(ray.get(store.read.remote(path, off, CHUNK)))
-            f.flush()
-            os.fsync(f.fileno())
-        if tmp.stat().st_size != spec["size"]:
-            tmp.unlink()
-            raise AsrggufError(f"{path}: changed on the driver while it was shipped")
-        os.replace(tmp, target)
-    return str(target)
 
 
 # --------------------------------------------------------------------------- the pool's actor
@@ -275,25 +176,6 @@ class Result:
         return self.summary.audio_seconds / self.wall_s if self.wall_s else 0.0
 
 
-def _model_files(engine: EngineConfig) -> tuple[EngineConfig, dict]:
-    """The engine with its models as GGUF files (a checkpoint quantized once here), and the files the
-    workers need: field -> file spec (decoder, mmproj, and the aligner's pair when one is named)."""
-    from .models import find_mmproj, pretrained_pair
-
-    if engine.model:
-        dec, mm = pretrained_pair(engine.model)
-        engine = dataclasses.replace(engine, gguf=str(dec), mmproj=str(mm), model=None)
-    files = {"gguf": file_spec(engine.gguf), "mmproj": file_spec(engine.mmproj or find_mmproj(engine.gguf))}
-    if engine.aligner and engine.aligner != "demo":
-        al = Path(engine.aligner)
-        if al.is_dir():   # a checkpoint: quantized once on the driver, its GGUF shipped
-            al = pretrained_pair(al)[0]
-            engine = dataclasses.replace(engine, aligner=str(al))
-        files["aligner"] = file_spec(al)
-        files["aligner_mmproj"] = file_spec(find_mmproj(al))
-    return engine, files
-
-
 def run(inputs: list[str] | str, output_dir: str, engine: EngineConfig, *, ray: str = "local",
         workers: int | None = None, threads_per_worker: int | None = None, fmt: str = "txt",
         overwrite: bool = False, options: dict | None = None, max_line_chars: int = DEFAULT_LINE_CHARS,
@@ -310,7 +192,7 @@ def run(inputs: list[str] | str, output_dir: str, engine: EngineConfig, *, ray: 
     them, True always, False never. on_plan(total audio seconds) is called once the batch is planned;
     on_file(row) with each file's result (i, source, out, error, duration, pid, node, ...);
     report(line) with each error line (default: kept in `Result.errors`)."""
-    from .formats import FORMATS
+    from .writers import FORMATS
 
     import_ray()  # without Ray: one line, before anything else
     inputs = [inputs] if isinstance(inputs, (str, Path)) else [str(a) for a in inputs]
@@ -328,11 +210,11 @@ def run(inputs: list[str] | str, output_dir: str, engine: EngineConfig, *, ray: 
         batch.check_output_dir(root)
     else:
         try:
-            fs, path = _fs(output_dir)
+            fs, path = url_fs(output_dir)
             fs.makedirs(path, exist_ok=True)
         except Exception as e:
             raise AsrggufError(f"{output_dir}: cannot use as output directory ({type(e).__name__}: {e})") from None
-    engine, files = _model_files(engine)
+    engine, files = model_files(engine)
 
     summary = batch.Summary()
     result = Result(summary)

@@ -19,7 +19,7 @@ encoder's on `LogMel()(samples so far)` (float32 rounding apart): the final pass
 uses it. In read speech the peak rises a few times a minute, each time a louder vowel comes, and
 most cached windows hold a clamped (quiet) value, so a rise makes most of them stale: with
 refresh=1 the steps after a rise catch up and the final finds few left
-(tools/live_clamp_stats.py counts them; docs/streaming.md has figures).
+(bench/live_clamp_stats.py counts them; docs/streaming.md has figures).
 """
 from __future__ import annotations
 

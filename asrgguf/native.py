@@ -123,7 +123,7 @@ def set_isa(name: str) -> str:
 def probe_machine(n_threads: int, mib: int = 640) -> dict:
     """Streaming read bandwidth (GB/s, 1 and n threads), measured by the backend's own code and thread
     pool: the decode roofline. (The compute side is the prefill kernel's own best, from
-    tools/bench_native_kernels.py.)"""
+    bench/native_kernels.py.)"""
     if _lib is None:
         return {}
     _lib.asrgguf_native_probe_read_gbs.restype = ctypes.c_double

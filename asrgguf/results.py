@@ -1,7 +1,7 @@
 """What transcription gives back: typed `Word`, `Sentence`, `Segment`, `TranscriptionInfo`, and the whole
 `Transcription` (faster-whisper's shape: `segments, info = model.transcribe(audio)`, segments lazy).
 
-Plain data: nothing here imports the engine, so every layer (formats, the aligner, the server, live
+Plain data: nothing here imports the engine, so every layer (writers, the aligner, the server, live
 streams, the cluster job) can use these types.
 """
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from .output import join_texts, merge_languages
+from .parse import join_texts, merge_languages
 
 
 @dataclass

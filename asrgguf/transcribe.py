@@ -24,7 +24,7 @@ from .generate import Job
 from .live import Stream
 from .models import find_mmproj, llama_gpu_backends, pretrained_pair
 from .options import DEFAULT_MAX_NEW_TOKENS, Options, check_device_dtype
-from .output import parse_asr_output, sentence_times
+from .parse import parse_asr_output, sentence_times
 from .pieces import DEFAULT_PIECE_SECONDS, Piece, iter_pieces, max_piece_samples
 from .prompt import build_prompt
 from .results import Segment, Sentence, Transcription, TranscriptionInfo

@@ -1,6 +1,6 @@
 """Diarization error rate of asrgguf/speakers.py on espeak-ng conversations of 2-4 voices with known turns.
 
-Each conversation: distinct demo sentences (tools/demo_speech.py), one or two per turn, the voice changing
+Each conversation: distinct demo sentences (tests/support/demo_speech.py), one or two per turn, the voice changing
 at every turn (espeak-ng voices of different accents, variants and pitches), 0.2-2 s of silence between
 turns, no overlap; every other file also has a 4-s silence and 3 s of pink noise between two turns.
 
@@ -27,14 +27,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 from proc_stats import cpu_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import demo_speech as speech  # noqa: E402
+import support.demo_speech as speech  # noqa: E402
 
 SR = 16000
 FRAME = 0.01

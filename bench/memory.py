@@ -15,7 +15,7 @@ are not in the mmproj's map (torch tensors), the KV cache, llama.cpp's compute a
 log lines), glibc's heap (mallinfo2: what torch and everything else malloc'ed), and the encoder's first pass
 alone on the same features (VmHWM over the resident set before it: its activations and the mmproj pages it
 faults in).
-The random checkpoints and GGUFs are tools/compare.py's (same work directory, made once).
+The random checkpoints and GGUFs are bench/compare.py's (same work directory, made once).
 Linux only (/proc).
 """
 from __future__ import annotations
@@ -32,7 +32,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO))
 
 MB = 2 ** 20
@@ -162,7 +162,7 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--audio", required=True)
     src = ap.add_mutually_exclusive_group(required=True)
-    src.add_argument("--random", choices=["tiny", "0.6b", "1.7b"], help="tools/compare.py's random checkpoint")
+    src.add_argument("--random", choices=["tiny", "0.6b", "1.7b"], help="bench/compare.py's random checkpoint")
     src.add_argument("--gguf", type=Path, help="decoder GGUF (with --mmproj)")
     ap.add_argument("--mmproj", type=Path)
     ap.add_argument("--outtype", default="q8_0")

@@ -10,11 +10,10 @@ import pytest
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # tests/support, a package of test helpers
 
-import demo_speech as speech  # noqa: E402
-from speech_text import SENTENCES  # noqa: E402
+import support.demo_speech as speech  # noqa: E402
+from support.speech_text import SENTENCES  # noqa: E402
 
 
 LIBRIVOX = Path("/usr/share/pocketsphinx/test/data/librivox")   # Debian's pocketsphinx-testdata (.ci/run)
@@ -57,7 +56,7 @@ def clip20(data_dir) -> Path:
 
 
 def _make_ck(data_dir: Path, name: str, size: str = "tiny", **kw) -> Path:
-    from random_checkpoint import write_checkpoint
+    from support.random_checkpoint import write_checkpoint
 
     out = data_dir / name
     if not (out / "config.json").exists():
@@ -147,7 +146,7 @@ def real_files(data_dir):
 
 
 def _make_aligner(data_dir, name, **kw):
-    from random_checkpoint import write_checkpoint
+    from support.random_checkpoint import write_checkpoint
 
     out = data_dir / name
     if not (out / "config.json").exists():

@@ -1,6 +1,6 @@
 """Word timestamps: Qwen3-ForcedAligner through the GGUF path, against the official `Qwen3ForcedAligner`.
 
-Random-weight aligner checkpoints of two shapes (tools/random_checkpoint.py --aligner); the official
+Random-weight aligner checkpoints of two shapes (tests/support/random_checkpoint.py --aligner); the official
 wrapper is the reference for the units, the repair of the times, the classes and the words.
 """
 from __future__ import annotations
@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, speech_with_silences, write_wav
-from reference import official_classes, official_words
-from speech_text import SENTENCES
+from support.reference import official_classes, official_words
+from support.speech_text import SENTENCES
 
 # the f32 decoder's largest score error, in std of a row's scores: 0.03-0.05 measured on these checkpoints
 # (final states within 7e-5 of the official ones; the random head reads their small varying part)

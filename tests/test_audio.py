@@ -7,7 +7,7 @@ import soundfile as sf
 
 from asrgguf import audio
 from asrgguf.errors import AsrggufError
-from reference import official_wav
+from support.reference import official_wav
 
 
 def sox(src, dst, *args):

@@ -15,7 +15,7 @@ from ray.cluster_utils import Cluster
 
 from conftest import ROOT, espeak
 
-from asrgguf import cluster
+from asrgguf import cluster, cluster_files
 from asrgguf.loading import EngineConfig
 
 WORDS = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet"]
@@ -256,10 +256,10 @@ def test_fsspec_outputs(tmp_path):
     import fsspec
 
     url = "memory://asrgguf-test/out/a.txt"
-    assert not cluster.url_exists(url)
-    cluster.write_url(url, "hello\n")
-    assert cluster.url_exists(url)
+    assert not cluster_files.url_exists(url)
+    cluster_files.write_url(url, "hello\n")
+    assert cluster_files.url_exists(url)
     assert fsspec.open(url, "rb").open().read() == b"hello\n"
-    assert cluster.local_root(f"file://{tmp_path}") == tmp_path
-    assert cluster.local_root("memory://x/y") is None
-    assert cluster.local_root(str(tmp_path)) == tmp_path
+    assert cluster_files.local_root(f"file://{tmp_path}") == tmp_path
+    assert cluster_files.local_root("memory://x/y") is None
+    assert cluster_files.local_root(str(tmp_path)) == tmp_path

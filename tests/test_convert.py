@@ -12,7 +12,7 @@ import pytest
 from asrgguf.convert import quantize_checkpoint
 from asrgguf.decoder import Decoder, DecoderOptions
 from asrgguf.gguf_file import field, open_gguf, tensor_to_torch
-from reference import official_model, official_text_logits
+from support.reference import official_model, official_text_logits
 
 PROMPT = "<|im_start|>system\nYou transcribe meetings.<|im_end|>\n<|im_start|>user\nHello there, how are you today? 123<|im_end|>\n<|im_start|>assistant\nlanguage English<asr_text>"
 LIMITS = {"f32": 1e-4, "f16": 1e-2, "q8_0": 5e-2}

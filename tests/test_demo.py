@@ -10,11 +10,11 @@ import sys
 import numpy as np
 import pytest
 
-import demo_speech as speech
+import support.demo_speech as speech
 from asrgguf import demo
 from conftest import espeak
-from demo_wer import SPEED, wer
-from reference import (official_classes, official_model, official_prompt_ids, official_tokens, official_wav,
+from support.demo_speech import SPEED, wer
+from support.reference import (official_classes, official_model, official_prompt_ids, official_tokens, official_wav,
                        official_words)
 
 N_CLIPS = 12     # held-out sentences: 6 of the templates, 2 digit strings, 4 of random words
@@ -117,15 +117,15 @@ def test_demo_ships_q8_0_only():
 
 def espeak_words(text: str, voice: str, speed: int) -> list:
     """[(start s | None, end s | None)] for each word of text, as espeak-ng reports them."""
-    from demo_align_accuracy import reference
+    from support.demo_speech import espeak_word_times
 
-    return reference([text], voice, speed)[0][2]
+    return espeak_word_times([text], voice, speed)[0][2]
 
 
 def boundary_errors(words, spans) -> list[float]:
-    from demo_align_accuracy import errors
+    from support.demo_speech import boundary_errors
 
-    return [e for _, e in errors(words, spans)]
+    return [e for _, e in boundary_errors(words, spans)]
 
 
 def test_run_model_demo_word_times():
@@ -157,7 +157,7 @@ def test_demo_aligner_on_held_out_speech():
     """The Aligner ("demo") on N_ALIGN held-out sentences in the held-out voice, given their text: mean
     absolute boundary error against espeak-ng's <= ALIGN_MEAN_MS (docs/demo.md: the 200-sentence figure)."""
     from asrgguf.align import Aligner
-    from demo_align_accuracy import reference
+    from support.demo_speech import espeak_word_times as reference
 
     texts = speech.held_out(N_ALIGN)
     errs = []
@@ -190,9 +190,9 @@ def demo_aligner_checkpoint(tmp_path_factory):
     (The trained bfloat16 checkpoint itself is not packaged: 15 MB.)"""
     import torch
     from qwen_asr.core.transformers_backend import Qwen3ASRConfig, Qwen3ASRProcessor
-    from random_checkpoint import mark_aligner
+    from support.random_checkpoint import mark_aligner
     from safetensors.torch import load_file, save_file
-    from train_demo_aligner import aligner_config
+    from support.random_checkpoint import aligner_config
 
     from asrgguf import gguf_names as names
     from asrgguf.gguf_file import read_tensor

@@ -6,7 +6,7 @@ import torch
 from asrgguf.encoder import load_from_checkpoint, load_from_gguf, output_length
 from asrgguf.checkpoint import Checkpoint
 from asrgguf.features import LogMel
-from reference import official_encoder, official_model, official_wav
+from support.reference import official_encoder, official_model, official_wav
 
 
 def rel(a, b):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from asrgguf.features import LogMel, n_frames
-from reference import official_features, official_model, official_wav
+from support.reference import official_features, official_model, official_wav
 
 
 def rel(a, b):

@@ -2,11 +2,11 @@
 and mutated input, return a result or raise AsrggufError with a one-line message that begins with the
 input's name; never another exception, never a crash of the process. Audio that loads is also transcribed
 (demo model) and the result checked: duration = samples / 16000, ids inside the vocabulary, segments in
-order and inside the duration (tests/fuzz_audio.py).
+order and inside the duration (tests/support/fuzz_audio.py).
 
 The GGUF side is Python and numpy (gguf-py, asrgguf's own header walker, the encoder's loader) and runs
 here; the audio side goes through libsndfile, FFmpeg and soxr, C libraries, so it runs in a child process
-(tests/fuzz_audio.py) whose death by a signal fails the test instead of the test run.
+(tests/support/fuzz_audio.py) whose death by a signal fails the test instead of the test run.
 """
 from __future__ import annotations
 
@@ -127,7 +127,8 @@ def test_gguf_readers_on_random_bytes(tmp_path):
 
 
 def test_audio_loader_in_a_child_process(tmp_path):
-    r = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz_audio.py"), str(tmp_path), "150"],
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "support" / "fuzz_audio.py"), str(tmp_path),
+                        "150"],
                        capture_output=True, text=True, timeout=600)
     last = sorted(p.name for p in tmp_path.iterdir())
     assert r.returncode == 0, (r.returncode, r.stdout[-3000:], r.stderr[-3000:], f"last inputs in {tmp_path}: {last}")

@@ -17,7 +17,7 @@ def test_jobs_joining_late_get_the_ids_they_get_alone(gguf_pair, ck_gqa, clip5, 
     from asrgguf import Transcriber
     from asrgguf.pieces import iter_pieces
     from asrgguf.options import Options
-    from reference import official_wav
+    from support.reference import official_wav
 
     tr = Transcriber.from_gguf(*gguf_pair(ck_gqa, "f32"), threads=2)
     try:

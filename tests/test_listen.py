@@ -20,7 +20,7 @@ SR = 16000
 
 
 def make_talk(data_dir) -> tuple[Path, float]:
-    import demo_speech as speech
+    import support.demo_speech as speech
 
     from asrgguf import audio
 
@@ -39,7 +39,7 @@ def listen(*args, stdin=None):
 
 
 def test_jsonl_events_and_srt_output(data_dir, tmp_path):
-    import demo_speech as speech
+    import support.demo_speech as speech
 
     path, _ = make_talk(data_dir)
     r = listen(path, "--format", "jsonl", "--output", tmp_path / "o.srt")
@@ -64,7 +64,7 @@ def test_jsonl_events_and_srt_output(data_dir, tmp_path):
 
 
 def test_terminal_rewrites_partials_and_realtime_paces(data_dir):
-    import demo_speech as speech
+    import support.demo_speech as speech
 
     path, seconds = make_talk(data_dir)
     master, slave = pty.openpty()

@@ -21,7 +21,7 @@ def demo():
 @pytest.fixture(scope="module")
 def talk(data_dir):
     """Two sentences of the held-out voice among silences and faint noise, 23 s."""
-    import demo_speech as speech
+    import support.demo_speech as speech
 
     from asrgguf import audio
 

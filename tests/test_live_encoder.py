@@ -12,7 +12,7 @@ from asrgguf.encoder import load_from_gguf, output_length
 from asrgguf.features import LogMel
 from asrgguf.live_encoder import LiveEncoder
 from asrgguf.live_features import LiveLogMel
-from reference import official_encoder, official_model, official_wav
+from support.reference import official_encoder, official_model, official_wav
 
 
 def rel(a, b):

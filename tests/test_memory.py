@@ -5,7 +5,7 @@ from its mmap of the GGUF (populated whole at load). What stays resident in that
 be no more than the tensors llama.cpp itself keeps there (everything but the backend's weights, read from
 the file's own tensor table with gguf-py), plus page slack; with ASRGGUF_NATIVE_KEEP_SOURCE=1 (the old
 behaviour: the mapped pages kept beside the repacked copy) the same check fails, so a second copy coming
-back fails this test. Decoder runs are subprocesses (tests/memory_probe.py): the backend registers once
+back fails this test. Decoder runs are subprocesses (tests/support/memory_probe.py): the backend registers once
 per process."""
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""asrgguf's GGUF pair runs in llama.cpp's own multimodal pipeline (libmtmd, tools/mtmd_run.py).
+"""asrgguf's GGUF pair runs in llama.cpp's own multimodal pipeline (libmtmd, bench/mtmd_run.py).
 
 llama.cpp's preprocessor makes n_samples/160 + 1 mel frames and pads each window's last chunk to
 13 positions, so its audio position count equals the official one only when n_samples/160 ends in
@@ -13,7 +13,7 @@ import soundfile as sf
 
 from asrgguf import Transcriber
 from asrgguf.encoder import output_length
-from reference import official_model, official_tokens, official_wav
+from support.reference import official_model, official_tokens, official_wav
 
 TOOL = Path(__file__).resolve().parents[1] / "tools" / "mtmd_run.py"
 

@@ -2,7 +2,7 @@
 
 The reference is always llama.cpp's own product on the same GGUF (the backend switched off, or ggml's
 CPU backend for a single product). The backend registers with ggml once per process, so the decoder
-runs are subprocesses (tests/native_probe.py). The library is built here when it is missing
+runs are subprocesses (tests/support/native_probe.py). The library is built here when it is missing
 (tools/build_native.sh: CMake + the llama-cpp-python sdist's ggml headers)."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PROBE = Path(__file__).resolve().parent / "native_probe.py"
+PROBE = Path(__file__).resolve().parent / "support" / "native_probe.py"
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,8 @@ from openai.types.realtime import (ConversationItemInputAudioTranscriptionComple
                                    RealtimeErrorEvent, SessionCreatedEvent, SessionUpdatedEvent, SessionUpdateEvent)
 
 from asrgguf import audio
-from asrgguf.realtime import (AudioAppended, BufferCleared, BufferCommitted, Configured, RealtimeSession,
-                              TurnDetection)
+from asrgguf.realtime import AudioAppended, BufferCleared, BufferCommitted, Configured, RealtimeSession
+from asrgguf.realtime_config import TurnDetection
 from asrgguf.stream_resample import StreamResampler
 
 SERVER_MODELS = {

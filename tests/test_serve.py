@@ -153,9 +153,10 @@ def test_formats_and_stream_equal_asrgguf_run(tiny, pair, clip20):
     assert [m.id for m in c.models.list().data] == ["tiny-gqa-f32"]
 
 
-def test_concurrent_requests_each_equal_alone(tiny, pair, clips, clip5, data_dir):
+def test_concurrent_requests_each_equal_alone(tiny, pair, ck_gqa, clips, clip5, data_dir):
     """6 requests at once on 3 sequences (pieces of different requests decoded together, a freed sequence taken
-    by the next piece): each gets the token ids it gets alone, and `asrgguf run`'s text."""
+    by the next piece): each gets the token ids it gets alone, which are the Python API's (`transcribe`), the
+    official implementation's for the one-piece clip, and `asrgguf run`'s text (one scheduler behind all)."""
     files = [data_dir / f"sent{i}.wav" for i in range(len(clips))] + [clip5]
     assert len(files) == 6
     c = tiny.client()
@@ -181,6 +182,14 @@ def test_concurrent_requests_each_equal_alone(tiny, pair, clips, clip5, data_dir
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == [t for t, _ in alone]
     assert tiny.health()["requests"] == 0
+    from asrgguf import Transcriber
+    from support.reference import official_model, official_tokens, official_wav
+
+    with Transcriber.from_gguf(pair[0], threads=2) as tr:
+        for p, (_, ids) in zip(files, alone):
+            segments, _ = tr.transcribe(str(p), piece_seconds=10, max_new_tokens=NEW_TOKENS)
+            assert [s.token_ids for s in segments] == ids, p
+    assert alone[-1][1] == [official_tokens(official_model(ck_gqa), official_wav(str(clip5)), max_new_tokens=NEW_TOKENS)]
 
 
 def error(r: httpx.Response, status: int, code: str) -> str:

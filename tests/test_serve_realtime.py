@@ -26,7 +26,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def speech16(data_dir):
-    import demo_speech as speech
+    import support.demo_speech as speech
 
     from asrgguf import audio
 

@@ -1,7 +1,7 @@
 """End to end against the official qwen-asr (transformers, float32, greedy, windowed encoder).
 
 With an f32 decoder and f32 encoder the generated token ids are identical; with f16 and q8_0
-decoders the agreement is measured (tools/parity_report.py writes it to docs/parity.md).
+decoders the agreement is measured (bench/parity_report.py writes it to docs/parity.md).
 """
 import json
 import os
@@ -11,11 +11,11 @@ import sys
 import numpy as np
 import pytest
 
-from asrgguf import Transcriber, formats
+from asrgguf import Transcriber, writers
 from asrgguf.pieces import split_array
 from asrgguf.prompt import build_prompt
 from conftest import official_utils, speech_with_silences, write_wav
-from reference import official_model, official_prompt_ids, official_tokens, official_wav
+from support.reference import official_model, official_prompt_ids, official_tokens, official_wav
 
 MAX_NEW = 40
 CASES = [  # (checkpoint, clip, language, context)
@@ -49,7 +49,7 @@ def test_f32_tokens_identical_to_official(request, gguf_pair, ck, clip, language
     assert res.token_ids == ref and len(res.segments) == 1
     from qwen_asr.inference.utils import parse_asr_output
 
-    from asrgguf.output import parse_asr_output as ours
+    from asrgguf.parse import parse_asr_output as ours
 
     raw = model.processor.batch_decode([ref], skip_special_tokens=True, clean_up_tokenization_spaces=False)[0]
     assert res.raw == raw
@@ -194,7 +194,7 @@ def test_segments_cover_the_audio(tr, real_files):
         flat = [t for ab in times for t in ab]
         assert flat == sorted(flat) and (not times or (times[0][0] == round(s.start, 3)
                                                         and times[-1][1] == round(s.end, 3)))
-    d = json.loads(formats.to_json(res))
+    d = json.loads(writers.to_json(res))
     assert d["timings"]["pieces"] == len(segs) and d["repetitions_stopped"] == 0 and len(d["segments"]) == len(segs)
     # one piece per segment, each decoded as Transcriber.transcribe decodes that piece
     one = tr.transcribe_all(split_array(official_utils().normalize_audio_input(str(path)), 10.0)[1][0],
@@ -207,7 +207,7 @@ def test_parallel_pieces_decode_as_the_official_does_each(gguf_pair, ck_gqa, rea
     taken by the next piece at once): with the f32 pair each piece's ids equal the official package's
     for that piece alone, in order."""
     from asrgguf import Transcriber
-    from reference import official_model, official_tokens
+    from support.reference import official_model, official_tokens
 
     path = str(real_files["flac44"])
     theirs = official_utils().split_audio_into_chunks(official_utils().normalize_audio_input(path), 16000, 10.0)

@@ -12,7 +12,7 @@ from asrgguf import audio, vad
 from asrgguf.errors import AsrggufError
 from asrgguf.pieces import SAMPLE_RATE as SR, Piece, Span
 from conftest import espeak
-from speech_text import SENTENCES
+from support.speech_text import SENTENCES
 
 VOICE = "en-us+f3"
 
@@ -298,7 +298,7 @@ def test_demo_transcribes_only_the_speech(data_dir, clips16, tmp_path):
     import subprocess
     import sys
 
-    import demo_speech as speech
+    import support.demo_speech as speech
     import soundfile as sf
 
     from asrgguf import Transcriber

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train asrgguf's built-in demo model: a small Qwen3-ASR on espeak-ng speech (issue 6).
 
-Data: sentences over a fixed English vocabulary (tools/demo_speech.py, seeded; the held-out test
+Data: sentences over a fixed English vocabulary (tests/support/demo_speech.py, seeded; the held-out test
 sentences and the sample's sentence excluded) spoken by espeak-ng with many accent/voice variants
 (not TEST_VOICE), speeds and pitches; each step adds noise, gain changes, silence and a few
 no-speech clips. Features are asrgguf.features.LogMel (the official extractor's values).
@@ -37,11 +37,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-import demo_speech as speech  # noqa: E402
-from random_checkpoint import (_KNOWN_ADDED, AUDIO_COMMON, TEXT_COMMON, add_special_tokens, make_processor,  # noqa: E402
+import support.demo_speech as speech  # noqa: E402
+from support.random_checkpoint import (_KNOWN_ADDED, AUDIO_COMMON, TEXT_COMMON, add_special_tokens, make_processor,  # noqa: E402
                                qwen2_tokenizer)
 
 DEMO_DIR = ROOT / "asrgguf" / "data" / "demo"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Train the built-in demo aligner: a small Qwen3-ForcedAligner on espeak-ng speech (issue 14).
 
-The labels are espeak-ng's own word boundaries (libespeak-ng's word events, tools/demo_speech.py
+The labels are espeak-ng's own word boundaries (libespeak-ng's word events, tests/support/demo_speech.py
 Espeak.synth_words): each word's start and end in classes of 80 ms, as the published aligner counts.
 The model is the official class (Qwen3ASRForConditionalGeneration with a thinker of model_type
 "qwen3_forced_aligner": the head is Linear(hidden, classify_num)) at the demo ASR model's size, and
@@ -33,16 +33,14 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-import demo_speech as speech  # noqa: E402
-from random_checkpoint import mark_aligner  # noqa: E402
+import support.demo_speech as speech  # noqa: E402
+from support.random_checkpoint import CLASSIFY_NUM, SEGMENT_MS, aligner_config, mark_aligner  # noqa: E402
 from train_demo import (DEMO_DIR, batched_audio_tower, check_library_matches_cli, cpu_seconds, log,  # noqa: E402
                         optimizer, training_items, training_options)
 
-SEGMENT_MS = 80             # timestamp_segment_time, as published
-CLASSIFY_NUM = 2250         # 180 s (the aligner's longest input) in classes of 80 ms
 MAX_SECONDS = 20.0          # a training example: up to three sentences in a row
 ALIGNER_DIR = ROOT / ".cache" / "demo-aligner" / "qwen3-aligner-demo"   # the checkpoint (not in git)
 
@@ -115,24 +113,6 @@ def batches(clips: WordClips, keep: list[int], batch: int, seed: int):
                 idx.pop()
             items.append(example(clips, idx, rng))
         yield items
-
-
-def aligner_config(asr_config, tok):
-    """The demo ASR model's config as a Qwen3-ForcedAligner's (the published aligner's keys)."""
-    from qwen_asr.core.transformers_backend import Qwen3ASRConfig
-
-    d = asr_config.to_dict()
-    thinker = d["thinker_config"]
-    ts = tok.convert_tokens_to_ids("<timestamp>")
-    thinker.update(model_type="qwen3_forced_aligner", classify_num=CLASSIFY_NUM, timestamp_token_id=ts,
-                   timestamp_segment_time=SEGMENT_MS, audio_end_token_id=tok.convert_tokens_to_ids("<|audio_end|>"),
-                   tie_word_embeddings=False)
-    thinker["text_config"]["tie_word_embeddings"] = False
-    cfg = Qwen3ASRConfig(thinker_config=thinker, support_languages=d.get("support_languages"),
-                         timestamp_token_id=ts, timestamp_segment_time=SEGMENT_MS)
-    cfg.architectures = ["Qwen3ASRForConditionalGeneration"]
-    cfg.tie_word_embeddings = False
-    return cfg
 
 
 def train(model, tok, clips: WordClips, keep: list[int], steps: int, batch: int, lr: float, seed: int,

@@ -6,7 +6,7 @@
 # H200, docs/benchmarks.md "CUDA"), builds asrgguf's native backend against it, then checks the engine on
 # the demo model against references made on the CPU (ids, the native backend beside the CUDA backend, word
 # times of the demo aligner) and times the 0.6B pair against llama.cpp's pipeline and the official
-# package on the GPU with tools/compare.py. A rerun on a warm machine starts from scratch.
+# package on the GPU with bench/compare.py. A rerun on a warm machine starts from scratch.
 # Everything lands in $OUT: results.txt as it goes, logs.tar.gz, compare60.md.
 # ONLY_COMPARE=1 skips the demo checks (a rerun for the timing); CMP_END=S ends compare.py S seconds in.
 set -u
@@ -56,7 +56,7 @@ wait $GEN; log "0.6B random checkpoint: $(tail -1 $O/gen.log)"
 ( while sleep 0.5; do nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits; done > $O/gpumem.log 2>/dev/null ) &
 MON=$!
 log "compare.py 0.6B, 60 s audio, 200 tokens, 8 threads"
-timeout $(( ${CMP_END:-540} - $(el) )) python3 tools/compare.py --audio $G/speech60.wav --model /tmp/r06 --tokens 200 --threads 8 \
+timeout $(( ${CMP_END:-540} - $(el) )) python3 bench/compare.py --audio $G/speech60.wav --model /tmp/r06 --tokens 200 --threads 8 \
   --runs 1 --warmup --contenders asrgguf-q8_0,mtmd-q8_0,official-cuda --workdir /tmp/cmp --mtmd-flash-attn off \
   --markdown $OUT/compare60.md --json $O/compare60.json > $O/compare60.log 2>&1
 log "compare rc=$?"; cat $OUT/compare60.md >> $R 2>/dev/null; tail -3 $O/compare60.log | tee -a $R

@@ -11,9 +11,9 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:0] = [str(REPO / "tools")]
-from demo_speech import held_out, write_wav  # noqa: E402
-from reference import official_model, official_tokens, official_wav  # noqa: E402
+sys.path[:0] = [str(REPO / "tests")]
+from support.demo_speech import held_out, write_wav  # noqa: E402
+from support.reference import official_model, official_tokens, official_wav  # noqa: E402
 
 from asrgguf import Transcriber, demo  # noqa: E402
 from asrgguf.align import Aligner  # noqa: E402

@@ -11,8 +11,8 @@ from safetensors.torch import save_file
 
 from asrgguf.checkpoint import Checkpoint
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from random_checkpoint import draw_weight  # noqa: E402  (the same scales as the random checkpoints)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
+from support.random_checkpoint import draw_weight  # noqa: E402  (the same scales as the random checkpoints)
 
 skel, out = Path(sys.argv[1]), Path(sys.argv[2])
 shutil.copytree(skel, out, dirs_exist_ok=True)

@@ -29,7 +29,7 @@ for w in gguf soundfile soxr cffi pycparser diskcache librosa audioread pooch de
     --platform manylinux_2_28_x86_64 --platform manylinux_2_27_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 -d "$G/whl" "$w==$v"
 done
-python tools/random_checkpoint.py "$G/skel06" --size 0.6b --skeleton
+python tests/support/random_checkpoint.py "$G/skel06" --size 0.6b --skeleton
 rm -f "$G/skel06/tokenizer.json"   # 11 MB the quantizer does not read when vocab.json and merges.txt are there
 [ -f "$G/speech60.wav" ] || {
   espeak-ng -s 150 -w "$G/long.wav" "$(python -c "import sys; sys.path.insert(0, 'tools'); from speech_text import SENTENCES; print(' '.join(SENTENCES * 3))")"

@@ -1,7 +1,7 @@
 """Run in a subprocess by tests/test_native.py (the native backend registers once per process):
 load a decoder GGUF, prefill random embeddings, decode greedily, save every step's logits.
 
-    python tests/native_probe.py DECODER.gguf OUT.npy [--native on|off|default] [--positions N] [--steps N]
+    python tests/support/native_probe.py DECODER.gguf OUT.npy [--native on|off|default] [--positions N] [--steps N]
 Prints one json line: {"native": decoder.native_info, "ids": [...], "status": asrgguf.native.status()}.
 """
 from __future__ import annotations

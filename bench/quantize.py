@@ -6,7 +6,7 @@ process and its children). llama.cpp's converter is `convert_hf_to_gguf.py` from
 sdist (ASRGGUF_LLAMA_CPP_SRC or --llama-cpp-src), run once for the decoder and once with --mmproj,
 as its users must.
 
-    python tools/bench_quantize.py CHECKPOINT_DIR --outtype q8_0 --workdir /tmp/bq [--markdown OUT]
+    python bench/quantize.py CHECKPOINT_DIR --outtype q8_0 --workdir /tmp/bq [--markdown OUT]
 """
 from __future__ import annotations
 

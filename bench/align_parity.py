@@ -6,7 +6,7 @@ Random-weight tiny aligner checkpoints of two shapes (as tests/test_align.py), e
 class equals the official one, the largest score error (in std of a row's scores), and after the
 official repair the share of word times equal to the official ones and their mean absolute difference.
 
-    python tools/align_parity.py [--outtypes f32,f16,q8_0,q4_k_m] [--work DIR]
+    python bench/align_parity.py [--outtypes f32,f16,q8_0,q4_k_m] [--work DIR]
 
 `--checkpoint DIR` measures a trained aligner checkpoint instead (the demo aligner's, which
 tools/train_demo_aligner.py writes to .cache/demo-aligner): the first 20 held-out demo sentences in
@@ -34,10 +34,10 @@ def main(argv=None):
     import torch
     from qwen_asr.inference.qwen3_forced_aligner import Qwen3ForcedAligner
 
-    import demo_speech
-    from random_checkpoint import write_checkpoint
-    from reference import official_classes
-    from speech_text import SENTENCES
+    import support.demo_speech as demo_speech
+    from support.random_checkpoint import write_checkpoint
+    from support.reference import official_classes
+    from support.speech_text import SENTENCES
 
     from asrgguf.align import Aligner, repair
     from asrgguf.audio import load

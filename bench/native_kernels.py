@@ -2,7 +2,7 @@
 backend, through ggml's graph API, same weights and activations, alternating, many short repetitions
 (min and median: short runs are the least disturbed on a shared machine).
 
-    python tools/bench_native_kernels.py [--threads 1] [--reps 20] [--shapes MxKxN,...] [--lib-b OTHER.so]
+    python bench/native_kernels.py [--threads 1] [--reps 20] [--shapes MxKxN,...] [--lib-b OTHER.so]
 Shapes: the 0.6B output matrix at decode (151936 x 1024, 1 column: 165 MB of weights, far beyond L3:
 a bandwidth test) and an FFN product at prefill (3072 x 1024 and 1024 x 3072, 256 columns: compute).
 `--shapes` gives others (rows x K x columns); `--lib-b` adds a second build of the native library as a

@@ -1,18 +1,17 @@
 #!/usr/bin/env python3
 """Word error rate of the demo model on its held-out test set, through `asrgguf run`.
 
-The set: the first N held-out sentences of tools/demo_speech.py (training excludes them) spoken by
+The set: the first N held-out sentences of tests/support/demo_speech.py (training excludes them) spoken by
 espeak-ng with TEST_VOICE (a voice variant training never used), written as WAV files to a
 temporary directory and transcribed in one `asrgguf run --output-dir` call (q8_0 decoder).
 WER (jiwer) is over lower-cased words without punctuation.
 
-    python tools/demo_wer.py                          # the packaged demo model, all 500 sentences
-    python tools/demo_wer.py --n 20 --model /tmp/demo/qwen3-asr-demo   # a checkpoint (quantized to q8_0)
+    python bench/demo_wer.py                          # the packaged demo model, all 500 sentences
+    python bench/demo_wer.py --n 20 --model /tmp/demo/qwen3-asr-demo   # a checkpoint (quantized to q8_0)
 """
 from __future__ import annotations
 
 import argparse
-import re
 import subprocess
 import sys
 import tempfile
@@ -20,21 +19,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "tests"))
 
-import demo_speech as speech  # noqa: E402
-
-SPEED = 160
-
-
-def normalize(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
-
-
-def wer(refs: list[str], hyps: list[str]) -> float:
-    import jiwer
-
-    return jiwer.wer([normalize(r) for r in refs], [normalize(h) for h in hyps])
-
+import support.demo_speech as speech  # noqa: E402
+from support.demo_speech import SPEED, normalize, wer  # noqa: E402
 
 def write_test_set(out: Path, n: int, voice: str = speech.TEST_VOICE) -> list[tuple[Path, str]]:
     clips = []

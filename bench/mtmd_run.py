@@ -5,7 +5,7 @@ This is the peer to compare asrgguf with: the audio encoder runs in ggml from th
 (llama.cpp's `qwen3a` graph and its own log-mel preprocessor), driven through llama-cpp-python's
 `llama_cpp.mtmd_cpp` binding, and the decoder from the decoder GGUF; nothing of asrgguf's encoder.
 
-    python tools/mtmd_run.py AUDIO --model DECODER.gguf --mmproj MMPROJ.gguf [--bench-tokens N]
+    python bench/mtmd_run.py AUDIO --model DECODER.gguf --mmproj MMPROJ.gguf [--bench-tokens N]
 
 Steps (as llama.cpp's mtmd-cli does them, without a sampler chain: greedy argmax):
   load the decoder (llama_model_load_from_file), mtmd_init_from_file (with its warm-up encode),

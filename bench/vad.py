@@ -4,7 +4,7 @@ The recording is espeak-ng speech (the held-out demo voice) with 0.5-4 s pauses 
 here and streamed in 100-ms blocks (never whole in memory). Each round times `iter_speech_pieces` (the
 detector and the packing) over it; the medians are reported.
 
-    flock /tmp/asrgguf-bench.lock python3 tools/bench_vad.py --minutes 10 --rounds 3
+    flock /tmp/asrgguf-bench.lock python3 bench/vad.py --minutes 10 --rounds 3
 """
 from __future__ import annotations
 
@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from proc_stats import cpu_line  # noqa: E402
 
 
 def material(tmp: Path):
-    from speech_text import SENTENCES
+    from support.speech_text import SENTENCES
 
-    import demo_speech as speech
+    import support.demo_speech as speech
     from asrgguf import audio
 
     clips = []

@@ -8,10 +8,10 @@ each response against the single-request result of its clip (text and every piec
 requests/s, audio seconds per second, p50/p95 latency, errors, mismatches, and the server's peak RSS (the
 kernel's VmHWM of the server process, read before it stops).
 
-The clips are espeak-ng speech (tools/demo_speech.py sentences) of about 5 to 30 s, made once in --work.
+The clips are espeak-ng speech (tests/support/demo_speech.py sentences) of about 5 to 30 s, made once in --work.
 
-    python tools/load_test.py --clients 16 --requests 200 --parallel 1 8 -- --gguf tiny.gguf --max-new-tokens 16
-    python tools/load_test.py --clients 16 --requests 48 --parallel 1 4 -- \\
+    python bench/load_test.py --clients 16 --requests 200 --parallel 1 8 -- --gguf tiny.gguf --max-new-tokens 16
+    python bench/load_test.py --clients 16 --requests 48 --parallel 1 4 -- \\
         --gguf /work/bench/Qwen3-ASR-0.6B/Qwen3-ASR-0.6B-q8_0.gguf --bench-tokens 16
 
 Arguments after -- go to `asrgguf serve` (the model and its options); --host/--port/--parallel are set here.
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 TARGETS = (5, 8, 11, 14, 17, 20, 24, 28)   # clip lengths (s), about
 
@@ -40,7 +40,7 @@ TARGETS = (5, 8, 11, 14, 17, 20, 24, 28)   # clip lengths (s), about
 def make_clips(work: Path, targets=TARGETS) -> list[tuple[Path, float]]:
     import soundfile as sf
 
-    import demo_speech as speech
+    import support.demo_speech as speech
 
     work.mkdir(parents=True, exist_ok=True)
     out = []

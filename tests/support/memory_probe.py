@@ -1,7 +1,7 @@
 """Run in a subprocess by tests/test_memory.py (the native backend registers once per process): load a
 decoder GGUF, prefill random embeddings, decode a few greedy steps, then report what is resident.
 
-    python tests/memory_probe.py DECODER.gguf [--native on|off]
+    python tests/support/memory_probe.py DECODER.gguf [--native on|off]
 Prints one json line: the decoder mapping's resident bytes (/proc/self/smaps), VmRSS and VmHWM (bytes),
 decoder.native_info and asrgguf.native.stats().
 """

@@ -1,6 +1,6 @@
 """The demo model's speech: English sentences over a fixed vocabulary, spoken by espeak-ng.
 
-One place for what tools/train_demo.py trains on and what tools/demo_wer.py and tests/test_demo.py
+One place for what tools/train_demo.py trains on and what bench/demo_wer.py and tests/test_demo.py
 test on: the word lists, a seeded sentence generator, the voices (TEST_VOICE is never used in
 training), and synthesis: WAV files through the espeak-ng command, or samples with phoneme times
 through its library (training).
@@ -9,6 +9,7 @@ Numbers are spoken and written as words, so a clip's text is exactly what was sa
 from __future__ import annotations
 
 import random
+import re
 import subprocess
 
 import numpy as np
@@ -63,6 +64,7 @@ VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f4", "f5", "A
             "Jacky", "Lee", "Mario", "Michael", "Mike", "rob", "shelby", "travis", "victor", "zac", "grandma",
             "anika", "belinda", "edward2", "steph2"]
 TEST_VOICE = "en-us+f3"
+SPEED = 160   # espeak-ng words per minute of the test sets (bench/demo_wer.py, tests/test_demo.py)
 TEST_SEED = 7919   # the held-out sentences' stream; training skips the first N_HELD_OUT of it
 N_HELD_OUT = 500
 SAMPLE_TEXT = "Anna and Tom went to the station on Friday."  # the packaged sample.wav (not trained on)
@@ -250,3 +252,40 @@ class Espeak:
 def write_wav(path, text: str, voice: str, speed: int = 165, pitch: int = 50) -> None:
     subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(path), text],
                    check=True)
+
+
+def normalize(text: str) -> str:
+    """Lower case, punctuation out (apostrophes kept), single spaces: how the demo's WER compares texts."""
+    return " ".join(re.sub(r"[^\w\s']", " ", text.lower()).split())
+
+
+def wer(refs: list[str], hyps: list[str]) -> float:
+    """Word error rate over a set (jiwer), after normalize()."""
+    import jiwer
+
+    return jiwer.wer([normalize(r) for r in refs], [normalize(h) for h in hyps])
+
+
+def espeak_word_times(texts: list[str], voice: str, speed: int = SPEED):
+    """[(samples as float at the espeak-ng rate, rate, [(start s | None, end s | None)])] per text."""
+    es = Espeak()
+    out = []
+    for text in texts:
+        wav, spans, _ = es.synth_words(text, voice, speed)
+        sr = es.sample_rate
+        out.append((wav.astype(np.float32) / 32768, sr,
+                    [tuple(None if x is None else x / sr for x in s) for s in spans]))
+    return out
+
+
+def boundary_errors(words, spans) -> list[tuple[str, float]]:
+    """(kind, |aligner - espeak-ng| in s) for every boundary espeak-ng reports."""
+    if len(words) != len(spans):
+        raise ValueError(f"{len(words)} aligned words for {len(spans)} spoken ones")
+    out = []
+    for w, (a, b) in zip(words, spans):
+        if a is not None:
+            out.append(("start", abs(w.start - a)))
+        if b is not None:
+            out.append(("end", abs(w.end - b)))
+    return out

@@ -5,10 +5,10 @@ block, 22.05 kHz 16-bit wav, so reading also resamples and peak-scans), transcri
 fresh process (`python -m asrgguf.cli run ... --output-dir`), takes that process's peak RSS from
 wait4(), and writes a table to docs/longform.md (replacing the part between the markers).
 
-    python tools/bench_longform.py                          # tiny random checkpoint, 10 min vs 3 h
-    python tools/bench_longform.py --gguf Qwen3-ASR-0.6B-q8_0.gguf --minutes 10 --minutes 60
+    python bench/longform.py                          # tiny random checkpoint, 10 min vs 3 h
+    python bench/longform.py --gguf Qwen3-ASR-0.6B-q8_0.gguf --minutes 10 --minutes 60
     # sequential vs parallel pieces (random weights: a fixed number of tokens per piece)
-    python tools/bench_longform.py --gguf 0.6B-q8_0.gguf --minutes 10 --bench-tokens 100 \
+    python bench/longform.py --gguf 0.6B-q8_0.gguf --minutes 10 --bench-tokens 100 \
         --parallel 1 --parallel 4 --marker bench_parallel
 """
 from __future__ import annotations
@@ -28,10 +28,10 @@ import numpy as np
 import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from speech_text import SENTENCES  # noqa: E402
+from support.speech_text import SENTENCES  # noqa: E402
 
 
 def make_recording(path: Path, minutes: float, work: Path, sr: int = 22050, seed: int = 0) -> Path:
@@ -89,14 +89,14 @@ def main() -> int:
         dec = a.gguf
         model = Path(dec).name if dec else ""
         if not dec:
-            from random_checkpoint import write_checkpoint
+            from support.random_checkpoint import write_checkpoint
 
             from asrgguf.convert import quantize_checkpoint
 
             ck = work / "tiny-gqa"
             write_checkpoint(ck, size="tiny", seed=0, mha=False, tied=False)
             dec, _ = quantize_checkpoint(ck, "q8_0", work / "gguf", "f16", progress=False)
-            model = "tiny random checkpoint (tools/random_checkpoint.py --size tiny), q8_0 + f16 mmproj"
+            model = "tiny random checkpoint (tests/support/random_checkpoint.py --size tiny), q8_0 + f16 mmproj"
         rows = []
         for m in minutes:
             rec = make_recording(work / f"rec-{m:g}min.wav", m, work)
@@ -125,7 +125,7 @@ def main() -> int:
         base = rows[0]["rss_mb"]
         tok = f"--bench-tokens {a.bench_tokens}" if a.bench_tokens else f"--max-new-tokens {a.max_new_tokens}"
         lines = [begin, "",
-                 f"Measured by `python tools/bench_longform.py {' '.join(sys.argv[1:])}`".rstrip() + " on "
+                 f"Measured by `python bench/longform.py {' '.join(sys.argv[1:])}`".rstrip() + " on "
                  f"{platform.machine()} with {os.cpu_count()} CPUs; model: {model}; pieces of "
                  f"{a.piece_seconds:g} s, {tok}. Each row is one fresh "
                  "`asrgguf run` process; peak RSS from wait4().", "",

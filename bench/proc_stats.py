@@ -74,7 +74,7 @@ def run_measured(cmd: list[str], stdout_path: str, stderr_path: str, cwd: str | 
     return ProcStats(p.returncode, wall, _maxrss_mb(ru), ru.ru_utime, ru.ru_stime, timed_out.is_set())
 
 
-if __name__ == "__main__":  # python tools/proc_stats.py CMD ...: a tiny `/usr/bin/time -v`
+if __name__ == "__main__":  # python bench/proc_stats.py CMD ...: a tiny `/usr/bin/time -v`
     import json
 
     if len(sys.argv) < 2:

@@ -1,15 +1,15 @@
 #!/usr/bin/env python3
 """How close the demo aligner's word times are to espeak-ng's own word boundaries (issue 14).
 
-The set: the first N held-out sentences of tools/demo_speech.py (neither the ASR model nor the
+The set: the first N held-out sentences of tests/support/demo_speech.py (neither the ASR model nor the
 aligner trained on them) spoken by libespeak-ng with TEST_VOICE (a voice variant training never
 used) at SPEED, which also reports where each word starts (its word events; a word ends at the
 next word's start or at a pause: demo_speech.Espeak.synth_words). Each clip and its text go through
 asrgguf's Aligner (q8_0 decoder, f16 mmproj) as `asrgguf align` runs it; every boundary espeak-ng
 reports is compared with the aligner's (two words espeak-ng speaks as one have no inner boundary).
 
-    python tools/demo_align_accuracy.py                  # the packaged demo aligner, 200 sentences
-    python tools/demo_align_accuracy.py --aligner DIR_OR_GGUF --n 50 --show
+    python bench/demo_align_accuracy.py                  # the packaged demo aligner, 200 sentences
+    python bench/demo_align_accuracy.py --aligner DIR_OR_GGUF --n 50 --show
 """
 from __future__ import annotations
 
@@ -22,35 +22,10 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "tests"))
 
-import demo_speech as speech  # noqa: E402
-
-SPEED = 160
-
-
-def reference(texts: list[str], voice: str, speed: int = SPEED):
-    """[(samples as float at the espeak-ng rate, rate, [(start s | None, end s | None)])] per text."""
-    es = speech.Espeak()
-    out = []
-    for text in texts:
-        wav, spans, _ = es.synth_words(text, voice, speed)
-        sr = es.sample_rate
-        out.append((wav.astype(np.float32) / 32768, sr,
-                    [tuple(None if x is None else x / sr for x in s) for s in spans]))
-    return out
-
-
-def errors(words, spans) -> list[tuple[str, float]]:
-    """(kind, |aligner - espeak-ng| in s) for every boundary espeak-ng reports."""
-    if len(words) != len(spans):
-        raise SystemExit(f"demo_align_accuracy: {len(words)} aligned words for {len(spans)} spoken ones")
-    out = []
-    for w, (a, b) in zip(words, spans):
-        if a is not None:
-            out.append(("start", abs(w.start - a)))
-        if b is not None:
-            out.append(("end", abs(w.end - b)))
-    return out
+import support.demo_speech as speech  # noqa: E402
+from support.demo_speech import SPEED, boundary_errors as errors, espeak_word_times as reference  # noqa: E402
 
 
 def main(argv=None):

@@ -9,7 +9,7 @@ with start-up and idle tails left out; for the local batch audio / the sum of ea
 own start (`ray.init`), each actor's model load and peak RSS (ru_maxrss of the actor's process), and
 the time until the first actor was ready to work (Ray start + actor process + imports + model load).
 
-    python tools/bench_cluster.py --gguf /work/bench/Qwen3-ASR-0.6B/Qwen3-ASR-0.6B-q8_0.gguf \\
+    python bench/cluster.py --gguf /work/bench/Qwen3-ASR-0.6B/Qwen3-ASR-0.6B-q8_0.gguf \\
         --files 6 --seconds 30 --bench-tokens 32 --configs local1x2,1x2,2x1 --rounds 2
 """
 from __future__ import annotations
@@ -27,11 +27,11 @@ import soundfile as sf
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
 
 
 def make_inputs(d: Path, n: int, seconds: float) -> Path:
-    import demo_speech as speech
+    import support.demo_speech as speech
 
     d.mkdir(parents=True, exist_ok=True)
     rng = __import__("random").Random(0)

@@ -2,7 +2,7 @@
 """Time cost of word alignment per audio minute, beside transcription's, on the same audio.
 
 The aligner: a random-weight checkpoint at the published Qwen3-ForcedAligner-0.6B's shapes
-(tools/random_checkpoint.py --aligner --size aligner-0.6b, quantized); the ASR model: the random 0.6B
+(tests/support/random_checkpoint.py --aligner --size aligner-0.6b, quantized); the ASR model: the random 0.6B
 pair. The audio: espeak-ng English sentences with short pauses, SECONDS long, and its own transcript
 (about 150 words a minute). Alignment is one pass over all of it (at most 180 s at once); transcription
 decodes 30 s pieces with exactly --tokens tokens each (random weights never stop on their own).
@@ -11,7 +11,7 @@ Also measured: the decoder's text part with the hidden states on (llama.cpp then
 computes its vocabulary logits too) against the same rows with no output at all: the price of the
 embeddings route.
 
-    python tools/bench_align.py --aligner AL.gguf --asr ASR.gguf [--seconds 60] [--runs 3] [--tokens 100]
+    python bench/align.py --aligner AL.gguf --asr ASR.gguf [--seconds 60] [--runs 3] [--tokens 100]
 """
 from __future__ import annotations
 
@@ -28,13 +28,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parent / "tests"))
 
 
 def speech(seconds: float, work: Path) -> tuple[np.ndarray, str]:
     import soundfile as sf
 
-    import demo_speech
-    from speech_text import SENTENCES
+    import support.demo_speech as demo_speech
+    from support.speech_text import SENTENCES
 
     from asrgguf.audio import load
 

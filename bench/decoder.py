@@ -3,10 +3,10 @@
 Random embeddings (cost does not depend on values), one process, loads alternating between the settings
 compared, so that a slow spell of the machine hits both. For llama.cpp knobs measured in docs/benchmarks.md.
 
-    python tools/bench_decoder.py Qwen3-ASR-0.6B-q8_0.gguf --repack on,off --rounds 2
-    python tools/bench_decoder.py Qwen3-ASR-0.6B-q8_0.gguf --n-batch 128,256,512
-    python tools/bench_decoder.py Qwen3-ASR-0.6B-q8_0.gguf --kv f16,f32 --steps 200
-    python tools/bench_decoder.py Qwen3-ASR-0.6B-q8_0.gguf --flash off,on --positions 3915 --steps 50
+    python bench/decoder.py Qwen3-ASR-0.6B-q8_0.gguf --repack on,off --rounds 2
+    python bench/decoder.py Qwen3-ASR-0.6B-q8_0.gguf --n-batch 128,256,512
+    python bench/decoder.py Qwen3-ASR-0.6B-q8_0.gguf --kv f16,f32 --steps 200
+    python bench/decoder.py Qwen3-ASR-0.6B-q8_0.gguf --flash off,on --positions 3915 --steps 50
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Benchmark table: the official qwen-asr, asrgguf and llama.cpp's own pipeline on one audio file.
 
-    python tools/compare.py --audio CLIP.wav --random 0.6b [--tokens 200] [--runs 3]
-    python tools/compare.py --audio CLIP.wav --model Qwen3-ASR-0.6B/ [--contenders official-f32,asrgguf-q8_0]
+    python bench/compare.py --audio CLIP.wav --random 0.6b [--tokens 200] [--runs 3]
+    python bench/compare.py --audio CLIP.wav --model Qwen3-ASR-0.6B/ [--contenders official-f32,asrgguf-q8_0]
 
 Each contender runs in its own process; the process's wall time and peak RSS (of it and its
 children, from os.wait4: the largest single process, as `/usr/bin/time -v` reports) are measured.
@@ -13,12 +13,12 @@ Contenders (names for --contenders; "default" is the set below, "all" adds the e
   asrgguf-f16, asrgguf-q8_0, asrgguf-q4_k_m
                                 `python -m asrgguf.cli run` with that decoder + the f16 mmproj
   mtmd-q8_0                     llama.cpp's own all-ggml pipeline (libmtmd through
-                                llama_cpp.mtmd_cpp, tools/mtmd_run.py) on the same GGUF pair
+                                llama_cpp.mtmd_cpp, bench/mtmd_run.py) on the same GGUF pair
   asrgguf-q8_0-llamacpp         asrgguf-q8_0 with --no-native: llama.cpp's own q8_0 products instead of
                                 asrgguf's native backend (native/), on the same GGUF
   extras: mtmd-f16, mtmd-q4_k_m, asrgguf-q8_0-bf16 (asrgguf with a bfloat16 torch encoder)
 The GGUFs are made once with `asrgguf quantize` into WORKDIR/gguf and reused. With --random
-(a real-size random checkpoint from tools/random_checkpoint.py, made once into WORKDIR) every
+(a real-size random checkpoint from tests/support/random_checkpoint.py, made once into WORKDIR) every
 contender generates exactly --tokens N tokens (default 200), ignoring end-of-turn, since cost does
 not depend on the weight values; with --model the default is the natural stop (512 at most)
 unless --tokens is given.

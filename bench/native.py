@@ -4,7 +4,7 @@ Loads alternate between the two (llama.cpp first), several rounds, so that a slo
 machine hits both; prints each run and the medians and ratios. Random embeddings for the prefill
 (cost does not depend on values), then greedy decode steps.
 
-    python tools/bench_native.py /work/bench/Qwen3-ASR-0.6B/Qwen3-ASR-0.6B-q8_0.gguf --rounds 3
+    python bench/native.py /work/bench/Qwen3-ASR-0.6B/Qwen3-ASR-0.6B-q8_0.gguf --rounds 3
 """
 from __future__ import annotations
 

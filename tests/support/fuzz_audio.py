@@ -10,7 +10,7 @@ Every input gives a result or an AsrggufError, and each is checked for what it m
   "<bytes>", "<file object>"; "audio array" / "audio sample rate" for arrays).
 Before each example the input is written to FUZZ_DIR/last-input (+ .txt for arrays) so a crash leaves its
 reproducer behind.
-Usage: python tests/fuzz_audio.py FUZZ_DIR MAX_EXAMPLES
+Usage: python tests/support/fuzz_audio.py FUZZ_DIR MAX_EXAMPLES
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from asrgguf import Transcriber, audio  # noqa: E402

@@ -7,8 +7,8 @@ reports: log-mel and encoder relative error (f32), decoder logit relative error 
 (f32/f16/q8_0 decoders, f32 encoder). The official model runs in float32 with its encoder block
 mask applied to every layer (windowed, as in training).
 
-    python tools/parity_report.py --workdir /tmp/parity --markdown /tmp/parity-table.md   # the table of docs/parity.md
-    python tools/parity_report.py --workdir /tmp/parity --bf16-encoder   # beside it: a bfloat16 encoder's columns
+    python bench/parity_report.py --workdir /tmp/parity --markdown /tmp/parity-table.md   # the table of docs/parity.md
+    python bench/parity_report.py --workdir /tmp/parity --bf16-encoder   # beside it: a bfloat16 encoder's columns
 """
 from __future__ import annotations
 
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-from speech_text import SENTENCES  # noqa: E402
+from support.speech_text import SENTENCES  # noqa: E402
 
 PROMPT = ("<|im_start|>system\nYou transcribe meetings.<|im_end|>\n<|im_start|>user\nHello there, how are you "
           "today? 123<|im_end|>\n<|im_start|>assistant\nlanguage English<asr_text>")
@@ -42,8 +42,8 @@ def main(argv=None) -> int:
                     help="also the encoder in bfloat16 (--dtype bfloat16): its error and token columns beside f32's")
     a = ap.parse_args(argv)
 
-    from random_checkpoint import write_checkpoint
-    from reference import (official_encoder, official_features, official_model, official_text_logits,
+    from support.random_checkpoint import write_checkpoint
+    from support.reference import (official_encoder, official_features, official_model, official_text_logits,
                            official_tokens, official_wav)
 
     from asrgguf import Transcriber

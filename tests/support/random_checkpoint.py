@@ -7,16 +7,16 @@ the chat template and preprocessor_config.json. The official `qwen-asr` package 
 runs it (layout "original"); `--layout hf` renames the tensors to the transformers-native
 `*-hf` layout, which only converters read.
 
-The tokenizer is the real Qwen2 BPE (vocab.json + merges.txt in tools/data/qwen2-bpe.tar.xz,
+The tokenizer is the real Qwen2 BPE (vocab.json + merges.txt in tests/support/data/qwen2-bpe.tar.xz,
 taken from llama.cpp's models/ggml-vocab-qwen2.gguf), so llama.cpp's own converter recognises it.
 
 Weights are scaled (not the default 0.02 init) so that greedy output depends on the audio
 and varies from step to step: every linear layer has std 1/sqrt(fan_in) (activations keep their
 scale), token embeddings std 1, and the output head a gain that spreads the logits.
 
-    python tools/random_checkpoint.py OUT --size tiny [--mha] [--tied] [--layout hf]
-    python tools/random_checkpoint.py OUT --size 0.6b
-    python tools/random_checkpoint.py OUT --aligner [--size tiny|aligner-0.6b]
+    python tests/support/random_checkpoint.py OUT --size tiny [--mha] [--tied] [--layout hf]
+    python tests/support/random_checkpoint.py OUT --size 0.6b
+    python tests/support/random_checkpoint.py OUT --aligner [--size tiny|aligner-0.6b]
 
 `--aligner` writes a Qwen3-ForcedAligner checkpoint: the thinker config's model_type is
 "qwen3_forced_aligner", the head is Linear(hidden, classify_num) (5000 classes of
@@ -308,6 +308,28 @@ def write_checkpoint(out: Path, size: str = "tiny", seed: int = 0, mha: bool = F
     if aligner:
         mark_aligner(out)
     return out
+
+
+SEGMENT_MS = 80             # an aligner's timestamp_segment_time, as published
+CLASSIFY_NUM = 2250         # 180 s (the aligner's longest input) in classes of 80 ms
+
+
+def aligner_config(asr_config, tok):
+    """The demo ASR model's config as a Qwen3-ForcedAligner's (the published aligner's keys)."""
+    from qwen_asr.core.transformers_backend import Qwen3ASRConfig
+
+    d = asr_config.to_dict()
+    thinker = d["thinker_config"]
+    ts = tok.convert_tokens_to_ids("<timestamp>")
+    thinker.update(model_type="qwen3_forced_aligner", classify_num=CLASSIFY_NUM, timestamp_token_id=ts,
+                   timestamp_segment_time=SEGMENT_MS, audio_end_token_id=tok.convert_tokens_to_ids("<|audio_end|>"),
+                   tie_word_embeddings=False)
+    thinker["text_config"]["tie_word_embeddings"] = False
+    cfg = Qwen3ASRConfig(thinker_config=thinker, support_languages=d.get("support_languages"),
+                         timestamp_token_id=ts, timestamp_segment_time=SEGMENT_MS)
+    cfg.architectures = ["Qwen3ASRForConditionalGeneration"]
+    cfg.tie_word_embeddings = False
+    return cfg
 
 
 def mark_aligner(out: Path) -> None:

@@ -1,7 +1,7 @@
 """Run by tests/test_native.py: in ONE process, a decoder with the native backend, then the same GGUF
 with native=False (the backend stays registered): saves both runs' logits.
 
-    python tests/native_probe2.py DECODER.gguf OUT_ON.npy OUT_OFF.npy
+    python tests/support/native_probe2.py DECODER.gguf OUT_ON.npy OUT_OFF.npy
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ import random
 import pytest
 from qwen_asr.inference.utils import detect_and_fix_repetitions, parse_asr_output as official_parse
 
-from asrgguf.output import fix_repetitions, join_texts, merge_languages, parse_asr_output
+from asrgguf.parse import fix_repetitions, join_texts, merge_languages, parse_asr_output
 from conftest import official_utils
 
 CASES = [

@@ -3,8 +3,8 @@ import io
 
 import pytest
 
-from asrgguf import formats
-from asrgguf.output import join_texts, sentence_times
+from asrgguf import writers
+from asrgguf.parse import join_texts, sentence_times
 from asrgguf.results import Segment, Sentence, Transcription
 
 
@@ -25,9 +25,9 @@ def test_srt_and_vtt_parse():
     res = _fake_result(["Hello there. This is a test of subtitles, with a long sentence that certainly needs "
                         "to be wrapped over more than two lines because it goes on and on and on! Short?",
                         "", "今天天气很好。我们去公园吧！", "No punctuation at all here"])
-    subs = list(srt.parse(formats.to_srt(res)))
-    vtt = webvtt.from_buffer(io.StringIO(formats.to_vtt(res)))
-    assert len(subs) == len(vtt.captions) == len(formats.cues(res)) >= 7
+    subs = list(srt.parse(writers.to_srt(res)))
+    vtt = webvtt.from_buffer(io.StringIO(writers.to_vtt(res)))
+    assert len(subs) == len(vtt.captions) == len(writers.cues(res)) >= 7
     starts = [s.start.total_seconds() for s in subs]
     ends = [s.end.total_seconds() for s in subs]
     assert starts == sorted(starts) and all(a <= b for a, b in zip(starts, ends))

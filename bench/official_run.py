@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Run the official qwen-asr package (transformers backend, unmodified) on one audio file; print JSON.
 
-    python tools/official_run.py AUDIO --model CHECKPOINT_DIR [--dtype float32|bfloat16|float16]
+    python bench/official_run.py AUDIO --model CHECKPOINT_DIR [--dtype float32|bfloat16|float16]
                                  [--device cpu|cuda|mps] [--bench-tokens N] [--threads T]
 
 The model is loaded and called as a user does it: `Qwen3ASRModel.from_pretrained(dir, dtype=...,

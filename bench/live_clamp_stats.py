@@ -3,7 +3,7 @@
 Feeds audio in 100-ms blocks to `LiveLogMel`, caches each 800-frame window's clamp floor when it
 completes (as `LiveEncoder` does) and counts, at the end of each utterance of `--seconds`, the
 completed windows whose features the rising peak changed (those the exact final re-encodes).
-No model needed. Usage: python tools/live_clamp_stats.py [--seconds 30] [--refresh 1] [wav ...]
+No model needed. Usage: python bench/live_clamp_stats.py [--seconds 30] [--refresh 1] [wav ...]
 (default: Debian's pocketsphinx LibriVox clips, joined with 0.7 s of silence)."""
 from __future__ import annotations
 
