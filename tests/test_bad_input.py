@@ -192,12 +192,24 @@ def test_three_hours_of_silence_stream_in_bounded_memory(bad):
                 return int(line.split()[1]) * 1024
         return 0
 
-    p = subprocess.Popen([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo", bad / "silence-3h.wav",
+    def reading(pid, path) -> bool:   # the audio file is open: the CLI is past its start-up, in the batch
+        fds = Path(f"/proc/{pid}/fd")
+        try:
+            return any(os.readlink(fd) == str(path) for fd in fds.iterdir())
+        except OSError:
+            return False
+
+    wav = bad / "silence-3h.wav"
+    p = subprocess.Popen([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo", wav,
                           "--max-new-tokens", "4"], env=ENV, cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
+        t_end = time.monotonic() + 300   # however slow the start on a busy machine: wait for the reads
+        while not reading(p.pid, wav):
+            assert p.poll() is None and time.monotonic() < t_end, p.poll()
+            time.sleep(0.05)
         peak = 0
-        t_end = time.monotonic() + 12
+        t_end = time.monotonic() + 10   # then 10 s of decoding (a whole run takes minutes)
         while time.monotonic() < t_end and p.poll() is None:
             peak = max(peak, rss(p.pid))
             time.sleep(0.2)
