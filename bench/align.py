@@ -12,6 +12,8 @@ computes its vocabulary logits too) against the same rows with no output at all:
 embeddings route.
 
     python bench/align.py --aligner AL.gguf --asr ASR.gguf [--seconds 60] [--runs 3] [--tokens 100]
+
+Figures: docs/align.md ("Cost per audio minute at the published shapes").
 """
 from __future__ import annotations
 

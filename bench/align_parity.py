@@ -11,6 +11,8 @@ official repair the share of word times equal to the official ones and their mea
 `--checkpoint DIR` measures a trained aligner checkpoint instead (the demo aligner's, which
 tools/train_demo_aligner.py writes to .cache/demo-aligner): the first 20 held-out demo sentences in
 the held-out voice, English.
+
+Figures: docs/align.md (the parity tables, random and trained aligners).
 """
 from __future__ import annotations
 

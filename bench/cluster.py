@@ -11,6 +11,8 @@ the time until the first actor was ready to work (Ray start + actor process + im
 
     python bench/cluster.py --gguf /work/bench/Qwen3-ASR-0.6B/Qwen3-ASR-0.6B-q8_0.gguf \\
         --files 6 --seconds 30 --bench-tokens 32 --configs local1x2,1x2,2x1 --rounds 2
+
+Figures: docs/cluster.md ("Scaling on this machine").
 """
 from __future__ import annotations
 

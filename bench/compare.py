@@ -29,6 +29,8 @@ decode tokens/s where it reports them, the word similarity to the official float
 Markdown (and written with --markdown) and written as JSON (--json, default WORKDIR/compare.json).
 --probe measures the machine's read bandwidth before each round of runs and records it with them (a VM's
 bandwidth can swing by spells; decode speed follows it).
+
+Figures: docs/benchmarks.md (the CPU and CUDA tables), docs/native.md ("End to end"), docs/memory.md.
 """
 from __future__ import annotations
 
@@ -47,7 +49,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from proc_stats import run_measured  # noqa: E402
+from proc_stats import cpu_line, run_measured  # noqa: E402
 
 PY = sys.executable
 DEFAULT_SET = ["official-f32", "official-bf16", "official-cuda", "official-mps",
@@ -376,15 +378,8 @@ def audio_seconds(path: str) -> float | None:
 
 
 def machine_line() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, {platform.system()}"
+    """The CPU's model name and vector flags (proc_stats.cpu_line), its cores and the system."""
+    return f"{cpu_line()}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def main(argv=None) -> int:

@@ -7,6 +7,8 @@ compared, so that a slow spell of the machine hits both. For llama.cpp knobs mea
     python bench/decoder.py Qwen3-ASR-0.6B-q8_0.gguf --n-batch 128,256,512
     python bench/decoder.py Qwen3-ASR-0.6B-q8_0.gguf --kv f16,f32 --steps 200
     python bench/decoder.py Qwen3-ASR-0.6B-q8_0.gguf --flash off,on --positions 3915 --steps 50
+
+Figures: docs/benchmarks.md ("What was changed, predicted and measured": repack, KV type, flash attention).
 """
 from __future__ import annotations
 

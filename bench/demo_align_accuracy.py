@@ -10,6 +10,8 @@ reports is compared with the aligner's (two words espeak-ng speaks as one have n
 
     python bench/demo_align_accuracy.py                  # the packaged demo aligner, 200 sentences
     python bench/demo_align_accuracy.py --aligner DIR_OR_GGUF --n 50 --show
+
+Figures: docs/demo.md ("The demo aligner", accuracy).
 """
 from __future__ import annotations
 

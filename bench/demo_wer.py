@@ -8,6 +8,8 @@ WER (jiwer) is over lower-cased words without punctuation.
 
     python bench/demo_wer.py                          # the packaged demo model, all 500 sentences
     python bench/demo_wer.py --n 20 --model /tmp/demo/qwen3-asr-demo   # a checkpoint (quantized to q8_0)
+
+Figures: docs/demo.md ("Word error rate"), docs/native.md (the bf16 encoder's WER).
 """
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ speech, over the scored frames of all files. Speaker count: files where the numb
 equals the reference's (when not given).
 
     flock /tmp/asrgguf-bench.lock python3 bench/der.py --files 12 [--oracle]
+
+Figures: docs/speakers.md ("Accuracy and cost").
 """
 from __future__ import annotations
 

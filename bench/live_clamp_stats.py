@@ -4,7 +4,10 @@ Feeds audio in 100-ms blocks to `LiveLogMel`, caches each 800-frame window's cla
 completes (as `LiveEncoder` does) and counts, at the end of each utterance of `--seconds`, the
 completed windows whose features the rising peak changed (those the exact final re-encodes).
 No model needed. Usage: python bench/live_clamp_stats.py [--seconds 30] [--refresh 1] [wav ...]
-(default: Debian's pocketsphinx LibriVox clips, joined with 0.7 s of silence)."""
+(default: Debian's pocketsphinx LibriVox clips, joined with 0.7 s of silence).
+
+Figures: docs/streaming.md (the clamp and stale windows).
+"""
 from __future__ import annotations
 
 import argparse

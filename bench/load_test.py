@@ -15,6 +15,8 @@ The clips are espeak-ng speech (tests/support/demo_speech.py sentences) of about
         --gguf /work/bench/Qwen3-ASR-0.6B/Qwen3-ASR-0.6B-q8_0.gguf --bench-tokens 16
 
 Arguments after -- go to `asrgguf serve` (the model and its options); --host/--port/--parallel are set here.
+
+Figures: docs/serve.md ("Load"; its JSON output: docs/serve_load_*.json).
 """
 from __future__ import annotations
 

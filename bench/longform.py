@@ -10,13 +10,14 @@ wait4(), and writes a table to docs/longform.md (replacing the part between the 
     # sequential vs parallel pieces (random weights: a fixed number of tokens per piece)
     python bench/longform.py --gguf 0.6B-q8_0.gguf --minutes 10 --bench-tokens 100 \
         --parallel 1 --parallel 4 --marker bench_parallel
+
+Figures: docs/longform.md (the tables between its markers), docs/benchmarks.md (10 and 20 minutes).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from support.speech_text import SENTENCES  # noqa: E402
+from proc_stats import cpu_line  # noqa: E402  (bench/, this script's own directory)
 
 
 def make_recording(path: Path, minutes: float, work: Path, sr: int = 22050, seed: int = 0) -> Path:
@@ -126,7 +128,7 @@ def main() -> int:
         tok = f"--bench-tokens {a.bench_tokens}" if a.bench_tokens else f"--max-new-tokens {a.max_new_tokens}"
         lines = [begin, "",
                  f"Measured by `python bench/longform.py {' '.join(sys.argv[1:])}`".rstrip() + " on "
-                 f"{platform.machine()} with {os.cpu_count()} CPUs; model: {model}; pieces of "
+                 f"{cpu_line()}, {os.cpu_count()} CPUs; model: {model}; pieces of "
                  f"{a.piece_seconds:g} s, {tok}. Each row is one fresh "
                  "`asrgguf run` process; peak RSS from wait4().", "",
                  "| recording | --parallel | pieces | process wall | transcribe | of which read+resample "

@@ -17,6 +17,8 @@ alone on the same features (VmHWM over the resident set before it: its activatio
 faults in).
 The random checkpoints and GGUFs are bench/compare.py's (same work directory, made once).
 Linux only (/proc).
+
+Figures: docs/memory.md.
 """
 from __future__ import annotations
 

@@ -26,6 +26,8 @@ Output: {"text", "language", "raw", "token_ids", "timings": {"load", "audio", "p
 mtmd interleaves them; "preprocess" is mtmd_tokenize (llama.cpp's log-mel), "audio" the file
 decode. decode_tokens_per_s counts the tokens after the first (the first comes from the prefill
 logits), as asrgguf does.
+
+Figures: docs/benchmarks.md and docs/native.md through bench/compare.py (the mtmd-* contenders); docs/parity.md.
 """
 from __future__ import annotations
 

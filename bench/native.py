@@ -5,6 +5,8 @@ machine hits both; prints each run and the medians and ratios. Random embeddings
 (cost does not depend on values), then greedy decode steps.
 
     python bench/native.py /work/bench/Qwen3-ASR-0.6B/Qwen3-ASR-0.6B-q8_0.gguf --rounds 3
+
+Figures: docs/native.md (decoder alone).
 """
 from __future__ import annotations
 

@@ -7,6 +7,8 @@ Shapes: the 0.6B output matrix at decode (151936 x 1024, 1 column: 165 MB of wei
 a bandwidth test) and an FFN product at prefill (3072 x 1024 and 1024 x 3072, 256 columns: compute).
 `--shapes` gives others (rows x K x columns); `--lib-b` adds a second build of the native library as a
 third contender in the same alternation (e.g. the previous commit's, to measure a kernel change).
+
+Figures: docs/native.md (single products).
 """
 from __future__ import annotations
 

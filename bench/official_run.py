@@ -18,6 +18,8 @@ Output: {"text", "language", "raw", "token_ids", "timings": {"load", "transcribe
 "model"}. "prefill" excludes the encoder; "processor" is everything in transcribe() before
 generate() (audio decode and resample, log-mel features, prompt), "decode" the time from the
 first token's logits to the last token's, over generated_tokens - 1 tokens.
+
+Figures: docs/benchmarks.md and docs/native.md through bench/compare.py (the official-* contenders).
 """
 from __future__ import annotations
 

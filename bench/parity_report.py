@@ -9,6 +9,8 @@ mask applied to every layer (windowed, as in training).
 
     python bench/parity_report.py --workdir /tmp/parity --markdown /tmp/parity-table.md   # the table of docs/parity.md
     python bench/parity_report.py --workdir /tmp/parity --bf16-encoder   # beside it: a bfloat16 encoder's columns
+
+Figures: docs/parity.md.
 """
 from __future__ import annotations
 

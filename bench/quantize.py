@@ -7,6 +7,8 @@ sdist (ASRGGUF_LLAMA_CPP_SRC or --llama-cpp-src), run once for the decoder and o
 as its users must.
 
     python bench/quantize.py CHECKPOINT_DIR --outtype q8_0 --workdir /tmp/bq [--markdown OUT]
+
+Figures: docs/quantize.md.
 """
 from __future__ import annotations
 

@@ -5,6 +5,8 @@ here and streamed in 100-ms blocks (never whole in memory). Each round times `it
 detector and the packing) over it; the medians are reported.
 
     flock /tmp/asrgguf-bench.lock python3 bench/vad.py --minutes 10 --rounds 3
+
+Figures: docs/speakers.md (the cost of --vad).
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 # Run THERE, on a lent GPU machine, from the repo root, with .dev/gpu carried (tools/cuda/prepare.sh made it):
 #   run(command="bash tools/cuda/check.sh", carry=[".dev/gpu"], timeout_s=570)
 # Builds llama-cpp-python with CUDA (flash-attention kernels left out so the build fits the lease) and
-# README's flags (a static C++ runtime and -fno-gnu-unique: the default build crashed beside torch on an
-# H200, docs/benchmarks.md "CUDA"), builds asrgguf's native backend against it, then checks the engine on
+# README's flags (a static C++ runtime and -fno-gnu-unique; why: docs/benchmarks.md, "The build that runs"),
+# builds asrgguf's native backend against it, then checks the engine on
 # the demo model against references made on the CPU (ids, the native backend beside the CUDA backend, word
 # times of the demo aligner) and times the 0.6B pair against llama.cpp's pipeline and the official
 # package on the GPU with bench/compare.py. A rerun on a warm machine starts from scratch.

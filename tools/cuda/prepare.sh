@@ -32,7 +32,7 @@ done
 python tests/support/random_checkpoint.py "$G/skel06" --size 0.6b --skeleton
 rm -f "$G/skel06/tokenizer.json"   # 11 MB the quantizer does not read when vocab.json and merges.txt are there
 [ -f "$G/speech60.wav" ] || {
-  espeak-ng -s 150 -w "$G/long.wav" "$(python -c "import sys; sys.path.insert(0, 'tools'); from speech_text import SENTENCES; print(' '.join(SENTENCES * 3))")"
+  espeak-ng -s 150 -w "$G/long.wav" "$(python -c "import sys; sys.path.insert(0, 'tests'); from support.speech_text import SENTENCES; print(' '.join(SENTENCES * 3))")"
   sox "$G/long.wav" -r 16000 "$G/speech60.wav" trim 0 60; rm "$G/long.wav"; }
 python tools/cuda/demo_ref.py "$G"
 mkdir -p "$G/stub/nagisa"
