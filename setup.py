@@ -1,9 +1,10 @@
 """Packaging hook: builds asrgguf's native ggml backend (native/, CMakeLists.txt) into the wheel as
 asrgguf/_native/libasrgguf_native.so when CMake, a C++ compiler with OpenMP and ggml's headers are at
-hand. ggml's headers come from the pinned llama-cpp-python source distribution: ASRGGUF_LLAMA_CPP_SRC
-(its vendor/llama.cpp), else .cache/llama-cpp-python-src/vendor/llama.cpp, else the sdist fetched with
-`pip download`. Without any of this asrgguf installs as before and runs on llama.cpp's own products
-(ASRGGUF_NATIVE_BUILD=0 skips the build, =1 makes a failed build an error)."""
+hand. ggml's headers come from the pinned llama-cpp-python source distribution through
+tools/llama_cpp_src.py: ASRGGUF_LLAMA_CPP_SRC (its vendor/llama.cpp), else .cache/llama-cpp-python-src,
+fetched there once with `pip download`. Without any of this asrgguf installs as before and runs on
+llama.cpp's own products (ASRGGUF_NATIVE_BUILD=0 skips the build and ships no library, =1 makes a failed build an error). Off x86-64
+Linux (ARM Linux, macOS) the build is skipped as with =0."""
 from __future__ import annotations
 
 import os
@@ -11,7 +12,6 @@ import platform
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from pathlib import Path
 
@@ -20,38 +20,17 @@ from setuptools.command.build_py import build_py
 from setuptools.dist import Distribution
 
 ROOT = Path(__file__).resolve().parent
-LLAMA_CPP_PYTHON = "0.3.36"   # the pinned dependency in pyproject.toml: its ggml ABI is the one we build for
 
 
-def _ggml_src(tmp: Path) -> Path:
-    env = os.environ.get("ASRGGUF_LLAMA_CPP_SRC")
-    if env:
-        return Path(env)
-    local = ROOT / ".cache" / "llama-cpp-python-src" / "vendor" / "llama.cpp"
-    if (local / "ggml" / "src" / "ggml-backend-impl.h").is_file():
-        return local
-    # pip of the build environment, else the pip on PATH (pip's isolated builds carry no pip module)
-    args = ["download", "-q", "--no-deps", "--no-binary", ":all:", f"llama-cpp-python=={LLAMA_CPP_PYTHON}",
-            "-d", str(tmp)]
-    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONNOUSERSITE", "PYTHONHOME")}
-    tries = [([sys.executable, "-m", "pip", *args], None)]
-    for name in ("pip3", "pip"):
-        if shutil.which(name):
-            tries.append(([shutil.which(name), *args], clean))
-    err = "no pip"
-    for cmd, env in tries:
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
-        if r.returncode == 0:
-            break
-        err = (r.stderr.strip().splitlines() or ["?"])[-1]
-    else:
-        raise RuntimeError(f"pip download llama-cpp-python=={LLAMA_CPP_PYTHON} (sdist) failed: {err}")
-    sdist = next(tmp.glob("llama_cpp_python-*.tar.gz"))
-    with tarfile.open(sdist) as tf:   # only ggml's headers
-        members = [m for m in tf.getmembers()
-                   if "/vendor/llama.cpp/ggml/include/" in m.name or m.name.endswith("/ggml/src/ggml-backend-impl.h")]
-        tf.extractall(tmp / "src", members=members)
-    return next((tmp / "src").iterdir()) / "vendor" / "llama.cpp"
+def _ggml_src() -> Path:
+    """vendor/llama.cpp of the pinned sdist: tools/llama_cpp_src.py (ASRGGUF_LLAMA_CPP_SRC, else the project's
+    .cache/, filled once), loaded by path: the build environment has nothing else."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("llama_cpp_src", ROOT / "tools" / "llama_cpp_src.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.source_dir(ROOT)   # the installed llama-cpp-python's version, else pyproject.toml's pin
 
 
 def build_native(dest: Path) -> None:
@@ -60,7 +39,7 @@ def build_native(dest: Path) -> None:
         raise RuntimeError("cmake not found")
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        src = _ggml_src(tmp)
+        src = _ggml_src()
         subprocess.run([cmake, "-S", str(ROOT), "-B", str(tmp / "build"), f"-DLLAMA_CPP_SRC={src}",
                         "-DCMAKE_BUILD_TYPE=Release"], check=True, stdout=subprocess.DEVNULL)
         subprocess.run([cmake, "--build", str(tmp / "build"), "-j", "2"], check=True, stdout=subprocess.DEVNULL)
@@ -80,6 +59,9 @@ class BuildPy(build_py):
         super().run()
         mode = os.environ.get("ASRGGUF_NATIVE_BUILD", "auto")
         if not native_wanted():
+            # a library built earlier into the source tree (tools/build_native.sh) is package data: not shipped
+            for so in (Path(self.build_lib) / "asrgguf" / "_native").glob("*.so"):
+                so.unlink()
             return
         # editable installs (pip install -e .) import the source tree: build into it (gitignored)
         dest = (ROOT if getattr(self, "editable_mode", False) else Path(self.build_lib)) / "asrgguf" / "_native"

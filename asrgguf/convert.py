@@ -19,7 +19,7 @@ import numpy as np
 from . import gguf_names as names
 from .checkpoint import Checkpoint
 from .errors import AsrggufError, check_signals
-from .files import clean_stale, temp_beside
+from .files import clean_stale, hold_for_test, temp_beside
 
 OUTTYPES = ("f32", "f16", "bf16", "q8_0", "q4_k_m", "q5_k_m", "q6_k")
 MMPROJ_TYPES = ("f32", "f16", "q8_0")
@@ -90,6 +90,7 @@ def _write_gguf(path: Path, writer_setup: Callable, plans: list[_Plan], progress
         w.write_header_to_file(Path(tmp))
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
+        hold_for_test("part")
         fout = w.fout[0]
         align = w.data_alignment
         for p in plans:

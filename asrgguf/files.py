@@ -6,9 +6,28 @@ import contextlib
 import glob
 import os
 import tempfile
+import time
 from pathlib import Path
 
-from .errors import AsrggufError
+from .errors import AsrggufError, check_signals
+
+HOLD_ENV = "ASRGGUF_TEST_HOLD"
+
+
+def hold_for_test(point: str) -> None:
+    """Tests only: with ASRGGUF_TEST_HOLD=POINT:PATH the writer, on reaching POINT ("part": a GGUF's
+    temporary file is open and its header written; "written": an output was renamed into place), creates
+    PATH and waits while it exists (at most 300 s), acting on signals as it waits. A test that sees PATH
+    knows where the writer is and signals it there, without timing."""
+    hook = os.environ.get(HOLD_ENV, "")
+    want, _, flag = hook.partition(":")
+    if want != point or not flag:
+        return
+    Path(flag).touch()
+    t_end = time.monotonic() + 300
+    while os.path.exists(flag) and time.monotonic() < t_end:
+        check_signals()
+        time.sleep(0.01)
 
 
 def temp_beside(path: Path) -> tuple[int, str]:
@@ -50,3 +69,4 @@ def write_atomic(path: Path, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    hold_for_test("written")

@@ -7,7 +7,8 @@ the `libggml.so.0` that libllama links (llama-cpp-python's lib/ holds separate c
 backend registered through another copy lands in a registry llama.cpp never sees).
 
 Off with ASRGGUF_NO_NATIVE=1 (the CLI's --no-native); ASRGGUF_NATIVE_LIB=path picks another build;
-ASRGGUF_NATIVE_ISA=avx2 forces the AVX2 kernels on an AVX-512 VNNI machine. A missing or failing library
+ASRGGUF_NATIVE_ISA=avx2 forces the AVX2 kernels on an AVX-512 VNNI machine, =none behaves as a CPU without
+AVX2 (tests). A missing or failing library
 leaves llama.cpp's own products (the reason is kept in `status()`), never an error.
 The backend drops llama.cpp's mapped pages of each weight it repacks, so no weight is resident twice
 (ASRGGUF_NATIVE_KEEP_SOURCE=1 keeps them, for measuring; docs/memory.md). The repacked weights are kept

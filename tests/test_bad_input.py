@@ -192,12 +192,24 @@ def test_three_hours_of_silence_stream_in_bounded_memory(bad):
                 return int(line.split()[1]) * 1024
         return 0
 
-    p = subprocess.Popen([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo", bad / "silence-3h.wav",
+    def reading(pid, path) -> bool:   # the audio file is open: the CLI is past its start-up, in the batch
+        fds = Path(f"/proc/{pid}/fd")
+        try:
+            return any(os.readlink(fd) == str(path) for fd in fds.iterdir())
+        except OSError:
+            return False
+
+    wav = bad / "silence-3h.wav"
+    p = subprocess.Popen([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo", wav,
                           "--max-new-tokens", "4"], env=ENV, cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
+        t_end = time.monotonic() + 300   # however slow the start on a busy machine: wait for the reads
+        while not reading(p.pid, wav):
+            assert p.poll() is None and time.monotonic() < t_end, p.poll()
+            time.sleep(0.05)
         peak = 0
-        t_end = time.monotonic() + 12
+        t_end = time.monotonic() + 10   # then 10 s of decoding (a whole run takes minutes)
         while time.monotonic() < t_end and p.poll() is None:
             peak = max(peak, rss(p.pid))
             time.sleep(0.2)
@@ -404,8 +416,8 @@ def test_stdout_closed_early(bad):
 
 
 def test_ctrl_c_mid_batch_keeps_finished_outputs(tmp_path):
-    """SIGINT once the first of five inputs is written: exit 130, one line, every finished output whole,
-    no temporary file left."""
+    """SIGINT once the first of five inputs is written (the CLI held there by ASRGGUF_TEST_HOLD): exit 130,
+    one line, the finished output whole, no temporary file left."""
     inputs = []
     for i in range(5):
         inputs.append(tmp_path / f"in{i}.wav")
@@ -413,21 +425,19 @@ def test_ctrl_c_mid_batch_keeps_finished_outputs(tmp_path):
     out = tmp_path / "out"
     args = [sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo", *map(str, inputs), "--output-dir",
             str(out), "--format", "json", "--bench-tokens", "120"]
-    p = subprocess.Popen(args, env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    flag = tmp_path / "held"
+    p = subprocess.Popen(args, env={**ENV, "ASRGGUF_TEST_HOLD": f"written:{flag}"}, cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        t_end = time.monotonic() + 120
-        while not (out / "in0.json").exists() and time.monotonic() < t_end and p.poll() is None:
-            time.sleep(0.01)
+        _wait_for(flag, p)   # held right after the first output was renamed into place
         p.send_signal(signal.SIGINT)
         _, errs = p.communicate(timeout=60)
     finally:
         p.kill()
     assert p.returncode == 130, errs
     assert errs.splitlines() == [err("interrupted")], errs
-    done = sorted(q.name for q in out.iterdir())
-    assert 1 <= len(done) < 5 and all(n.startswith("in") and n.endswith(".json") for n in done), done
-    for name in done:  # whole files: each parses and holds the fixed token count
-        assert len(json.loads((out / name).read_text())["token_ids"]) == 120
+    assert sorted(q.name for q in out.iterdir()) == ["in0.json"]   # whole, and nothing else (no temporary file)
+    assert len(json.loads((out / "in0.json").read_text())["token_ids"]) == 120
 
 
 # --------------------------------------------------------------------------- quantize
@@ -449,16 +459,30 @@ def test_quantize_bad_input(tmp_path, ck_gqa):
         err(f"{f / 'sub'}: cannot create output directory (Not a directory)")
 
 
+def _wait_for(flag: Path, p: subprocess.Popen, limit: float = 300) -> None:
+    """Until the process, held by ASRGGUF_TEST_HOLD, has created `flag` (it then waits there for us)."""
+    t_end = time.monotonic() + limit
+    while not flag.exists():
+        assert p.poll() is None, ("exited before reaching the hold", p.returncode, p.stderr.read()[-2000:])
+        assert time.monotonic() < t_end, "the hold was not reached"
+        time.sleep(0.01)
+
+
 def _quantize_until_part(ck, out, sig):
-    """Start a quantize, send `sig` once its first temporary file exists."""
+    """Start a quantize held (ASRGGUF_TEST_HOLD=part:...) once its first temporary file is open and its
+    header written; send `sig` there."""
+    flag = out.parent / f"held-{out.name}"
     p = subprocess.Popen([sys.executable, "-m", "asrgguf.cli", "quantize", str(ck), "--outtype", "f32", "-o",
-                          str(out), "--quiet"], env=ENV, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True)
-    t_end = time.monotonic() + 60
-    while p.poll() is None and time.monotonic() < t_end and not list(out.glob(".*.part")):
-        time.sleep(0.002)
-    p.send_signal(sig)
-    _, errs = p.communicate(timeout=60)
+                          str(out), "--quiet"], env={**ENV, "ASRGGUF_TEST_HOLD": f"part:{flag}"}, cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(flag, p)
+        assert len(list(out.glob(".*.part"))) == 1   # where the hold is: one temporary file, nothing renamed
+        p.send_signal(sig)
+        _, errs = p.communicate(timeout=60)
+    finally:
+        p.kill()
+        flag.unlink(missing_ok=True)
     return p.returncode, errs
 
 

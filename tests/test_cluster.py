@@ -198,6 +198,38 @@ def test_bad_inputs_reported_as_locally_job_goes_on(ray_cluster, pair, inputs, t
     assert (tmp_path / "o/rec0.txt").read_bytes() == (tmp_path / "local/rec0.txt").read_bytes()
 
 
+def test_word_times_aligner_no_native_and_line_width_reach_the_workers(ray_cluster, inputs, tmp_path):
+    """`run --ray` with --timestamps word (the demo aligner, shipped to the workers), --no-native and
+    --max-line-chars writes exactly the files the local batch writes (json: words and their times; srt: the
+    cues' lines), and the workers ran with the native backend off: the demo decoder is q8_0, which the backend
+    takes wherever it is not turned off, and the workers' json says `model.native` off."""
+    files = [str(inputs / f"rec{i}.wav") for i in range(3)]
+    opts = ["--model", "demo", "--timestamps", "word", "--aligner", "demo", "--no-native", "--max-line-chars", "20",
+            "--threads", "1", "--quiet"]
+    for fmt in ("json", "srt"):
+        out = {}
+        for where, extra in (("local", []), ("ray", ["--ray", ray_cluster.address, "--workers", "2",
+                                                    "--threads-per-worker", "1"])):
+            out[where] = tmp_path / f"{where}-{fmt}"
+            r = subprocess.run([sys.executable, "-m", "asrgguf.cli", "run", *files, "--output-dir", str(out[where]),
+                                "--format", fmt, *opts, *extra], capture_output=True, text=True, timeout=600)
+            assert r.returncode == 0, (where, r.stderr[-3000:])
+        assert names(out["ray"]) == names(out["local"]) == [f"rec{i}.{fmt}" for i in range(3)]
+        for name in names(out["local"]):
+            if fmt == "srt":
+                assert (out["ray"] / name).read_bytes() == (out["local"] / name).read_bytes(), name
+                text = [ln for ln in (out["ray"] / name).read_text().splitlines()
+                        if ln and not ln.isdigit() and "-->" not in ln]
+                assert text and max(map(len, text)) <= 20, text   # --max-line-chars reached the workers
+                continue
+            got, want = _deterministic(out["ray"] / name), _deterministic(out["local"] / name)
+            assert got == want, name
+            assert got["model"]["native"] == {"used": False, "reason": "off"}, got["model"]
+            words = [w for seg in got["segments"] for w in seg["words"]]
+            assert words and all(w["start"] <= w["end"] for w in words), got["segments"]
+            assert got["timing"] == "word"
+
+
 def test_bad_address_and_no_ray_are_one_line(pair, inputs, tmp_path):
     args = ["run", "--gguf", str(pair[0]), str(inputs / "rec0.wav"), "--output-dir", str(tmp_path / "o")]
     r = subprocess.run([sys.executable, "-m", "asrgguf.cli", *args, "--ray", "127.0.0.1:9"], capture_output=True,

@@ -34,10 +34,20 @@ def native_lib() -> Path:
     return path
 
 
-def probe(gguf: Path, out: Path, native: str = "default", env: dict | None = None, steps: int = 6) -> dict:
+def clean_env() -> dict:
+    """The environment for the subprocesses: no ASRGGUF_NO_NATIVE / ASRGGUF_NATIVE_* of the caller's, except
+    ASRGGUF_NATIVE_ISA=none, which runs this module as on a CPU without AVX2 (`ASRGGUF_NATIVE_ISA=none pytest
+    tests/test_native.py`: the kernel tests skip, the rest pass)."""
     e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
-    e.update(env or {})
+    if os.environ.get("ASRGGUF_NATIVE_ISA") == "none":
+        e["ASRGGUF_NATIVE_ISA"] = "none"
     e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    return e
+
+
+def probe(gguf: Path, out: Path, native: str = "default", env: dict | None = None, steps: int = 6) -> dict:
+    e = clean_env()
+    e.update(env or {})
     r = subprocess.run([sys.executable, str(PROBE), str(gguf), str(out), "--native", native, "--steps", str(steps)],
                        capture_output=True, text=True, env=e, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -77,18 +87,39 @@ def q8_runs(ck_gqa, gguf_pair, native_lib, tmp_path_factory):
     }
 
 
+def _products_in_file(gguf_path: Path) -> tuple[int, int]:
+    """(q8_0 weight matrices that are matrix products in llama.cpp's graph, layers), read from the GGUF:
+    every 2-D q8_0 tensor but token_embd, which the graph only gathers rows from (GET_ROWS) unless the
+    file has no output.weight and it is the output matrix too."""
+    from gguf import GGMLQuantizationType, GGUFReader
+
+    r = GGUFReader(str(gguf_path))
+    names = {t.name for t in r.tensors}
+    mats = [t.name for t in r.tensors if t.tensor_type == GGMLQuantizationType.Q8_0 and len(t.shape) == 2
+            and (t.name != "token_embd.weight" or "output.weight" not in names)]
+    layers = int(next(f for k, f in r.fields.items() if k.endswith(".block_count")).contents())
+    return len(mats), layers
+
+
 def test_native_takes_the_q8_0_products(q8_runs, kernels):
     ref, nat = q8_runs["ref"], q8_runs["native"]
     assert ref["native"] == {"used": False, "reason": "off"}
-    # tiny checkpoint: 2 layers x 7 products + the output matrix, all q8_0
-    assert nat["native"]["used"] is True and nat["native"]["weights"] == 15, nat
-    # products computed: the prefill's 15, then per decode step the 15 and each layer's KQ and KQV over the
-    # f16 KV cache (the decode attention; prefill attention stays with llama.cpp's CPU backend)
-    assert nat["stats"]["products"] == 15 + 6 * (15 + 2 * 2), nat["stats"]
-    from asrgguf import native
-    import llama_cpp  # noqa: F401
+    weights, layers = _products_in_file(q8_runs["dec"])
+    assert weights > 2 * layers   # several products per layer and the output matrix: a real count
+    assert nat["native"]["used"] is True and nat["native"]["weights"] == weights, (nat, weights)
+    # products computed: one prefill batch (40 positions < n_batch) runs every weight's product once; each
+    # decode step observed (one id each) runs them again plus each layer's two attention products, KQ and
+    # KQV over the f16 KV cache (prefill attention stays with llama.cpp's CPU backend)
+    steps = len(nat["ids"])
+    assert steps == 6 and nat["ids"] == ref["ids"]
+    assert nat["stats"]["products"] == weights + steps * (weights + 2 * layers), (nat["stats"], weights, layers)
+    assert nat["native"]["isa"] == native_isa_name(kernels)
 
-    assert nat["native"]["isa"] == {2: "avx512vnni", 1: "avx2"}[kernels]
+
+def native_isa_name(code: int) -> str:
+    from asrgguf import native
+
+    return native.ISA_NAMES[code]
 
 
 @pytest.mark.parametrize("run", ["native", "avx2"])
@@ -113,6 +144,17 @@ def test_native_missing_or_broken_library_falls_back(q8_runs, tmp_path):
         assert got["native"]["used"] is False and got["native"]["reason"], got["native"]
         assert np.array_equal(got["logits"], ref["logits"])   # exactly llama.cpp's own run
         assert got["ids"] == ref["ids"]
+
+
+def test_native_declines_on_a_cpu_without_avx2(q8_runs, tmp_path):
+    """A CPU without AVX2 + FMA (simulated with ASRGGUF_NATIVE_ISA=none, so this runs on every machine): the
+    backend is not registered, the reason is said, and the run is exactly llama.cpp's own."""
+    got = probe(q8_runs["dec"], tmp_path / "out.npy", "default", {"ASRGGUF_NATIVE_ISA": "none"})
+    assert got["native"] == {"used": False, "reason": "the CPU has neither AVX2 nor AVX-512 VNNI"}
+    assert got["status"] == {"loaded": False, "reason": "the CPU has neither AVX2 nor AVX-512 VNNI"}
+    assert got["stats"]["products"] == 0
+    assert np.array_equal(got["logits"], q8_runs["ref"]["logits"])
+    assert got["ids"] == q8_runs["ref"]["ids"]
 
 
 def test_native_env_var_turns_it_off(q8_runs, tmp_path):
@@ -404,8 +446,7 @@ def test_native_parallel_sequences_equal_each_alone(ck_gqa, gguf_pair, native_li
     streams, products of 3 columns) give each piece exactly the ids it gets alone: the backend computes
     every column and every stream in the same order whatever the batch."""
     dec, mm = gguf_pair(ck_gqa, "q8_0")
-    e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e = clean_env()
     r = subprocess.run([sys.executable, "-c", _PARALLEL_SCRIPT, str(dec), str(real_files["flac44"])],
                        capture_output=True, text=True, env=e, cwd=ROOT)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -418,8 +459,7 @@ def test_native_parallel_sequences_equal_each_alone(ck_gqa, gguf_pair, native_li
 def test_native_cli_json_says_whether_it_was_used(native_lib, kernels):
     """The packaged demo model is q8_0: the json `model.native` says the backend was used, and
     --no-native gives llama.cpp's own products with the same transcript."""
-    e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e = clean_env()
     out = {}
     for flag in ([], ["--no-native"]):
         r = subprocess.run([sys.executable, "-m", "asrgguf.cli", "run", "--model", "demo",
@@ -436,8 +476,7 @@ def test_native_cli_json_says_whether_it_was_used(native_lib, kernels):
 def test_native_off_in_a_process_where_it_is_registered(q8_runs, kernels, tmp_path):
     """Once registered the backend stays registered: a decoder loaded afterwards with native=False
     keeps its weights on llama.cpp's CPU backend, bit-identical to a process that never loaded it."""
-    e = {k: v for k, v in os.environ.items() if not k.startswith("ASRGGUF_N")}
-    e["PYTHONPATH"] = str(ROOT) + os.pathsep + e.get("PYTHONPATH", "")
+    e = clean_env()
     r = subprocess.run([sys.executable, str(PROBE.parent / "native_probe2.py"), str(q8_runs["dec"]),
                         str(tmp_path / "on.npy"), str(tmp_path / "off.npy")], capture_output=True, text=True, env=e,
                        cwd=ROOT)

@@ -1,23 +1,13 @@
 #!/usr/bin/env bash
 # Build asrgguf's native ggml backend (native/, CMakeLists.txt) into asrgguf/_native/libasrgguf_native.so.
-# ggml's headers come from the pinned llama-cpp-python sdist: $ASRGGUF_LLAMA_CPP_SRC (its vendor/llama.cpp),
-# else .cache/llama-cpp-python-src/vendor/llama.cpp, else the sdist is downloaded there with pip.
+# ggml's headers come from the pinned llama-cpp-python sdist through tools/llama_cpp_src.py: $ASRGGUF_LLAMA_CPP_SRC
+# (its vendor/llama.cpp), else .cache/llama-cpp-python-src/vendor/llama.cpp, downloaded there once with pip.
 # Usage: tools/build_native.sh   (PYTHON=python3, BUILD_DIR=build/native)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 BUILD=${BUILD_DIR:-build/native}
-VER=$($PY -c "import importlib.metadata as m; print(m.version('llama-cpp-python'))")
-SRC=${ASRGGUF_LLAMA_CPP_SRC:-}
-if [ -z "$SRC" ]; then
-  SDIST=.cache/llama-cpp-python-src
-  if [ ! -f "$SDIST/vendor/llama.cpp/ggml/src/ggml-backend-impl.h" ]; then
-    mkdir -p .cache/dl "$SDIST"
-    $PY -m pip download -q --no-deps --no-binary :all: "llama-cpp-python==$VER" -d .cache/dl
-    tar xzf ".cache/dl/llama_cpp_python-$VER.tar.gz" -C "$SDIST" --strip-components=1
-  fi
-  SRC="$PWD/$SDIST/vendor/llama.cpp"
-fi
+SRC=$($PY tools/llama_cpp_src.py)   # ASRGGUF_LLAMA_CPP_SRC, else .cache/llama-cpp-python-src (fetched once)
 cmake -S . -B "$BUILD" -DLLAMA_CPP_SRC="$SRC" -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build "$BUILD" -j 2 >/dev/null
 mkdir -p asrgguf/_native
