@@ -15,7 +15,7 @@ from asrgguf import Transcriber
 from asrgguf.encoder import output_length
 from support.reference import official_model, official_tokens, official_wav
 
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "mtmd_run.py"
+TOOL = Path(__file__).resolve().parents[1] / "bench" / "mtmd_run.py"
 
 
 def mtmd(decoder, mmproj, audio, n=24):
