@@ -40,20 +40,8 @@ class Options:
         if bad:
             raise TypeError(f"unknown transcribe option {sorted(bad)[0]!r}")
         kw = {k: v for k, v in kw.items() if v is not None or k in ("language", "bench_tokens")}
-        vad = kw.pop("vad", None)
-        if vad is True:
-            vad = VadOptions()
-        elif vad is False:
-            vad = None
-        elif vad is not None and not isinstance(vad, VadOptions):
-            raise AsrggufError(f"vad must be True, False or a VadOptions (got {vad!r})")
-        diarize = kw.pop("diarize", None)
-        if diarize is True:
-            diarize = DiarizeOptions()
-        elif diarize is False:
-            diarize = None
-        elif diarize is not None and not isinstance(diarize, DiarizeOptions):
-            raise AsrggufError(f"diarize must be True, False or a DiarizeOptions (got {diarize!r})")
+        vad = _switch(kw.pop("vad", None), VadOptions, "vad")
+        diarize = _switch(kw.pop("diarize", None), DiarizeOptions, "diarize")
         o = cls(**kw)
         lang = normalize_language(o.language)
         if not (isinstance(o.max_new_tokens, int) and o.max_new_tokens >= 1):
@@ -80,3 +68,14 @@ def check_device_dtype(device: str | None, dtype: str | None) -> None:
         raise AsrggufError(f"unknown --device {device!r} (auto, cpu, cuda, mps)")
     if (dtype or "auto").lower() not in ("auto", *DTYPES):
         raise AsrggufError(f"unknown --dtype {dtype!r} (auto, float32, float16, bfloat16)")
+
+
+def _switch(value, kind: type, name: str):
+    """An optional stage given as True (its defaults), False/None (off) or its options object."""
+    if value is True:
+        return kind()
+    if value is None or value is False:
+        return None
+    if not isinstance(value, kind):
+        raise AsrggufError(f"{name} must be True, False or a {kind.__name__} (got {value!r})")
+    return value
