@@ -40,17 +40,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 import support.demo_speech as speech  # noqa: E402
+from support.demo_speech import pink  # noqa: E402
 from proc_stats import cpu_line  # noqa: E402
 
 SR = 16000
 
 
-def pink(n: int, rng) -> np.ndarray:
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(spec.size, dtype=np.float64)
-    f[0] = 1
-    x = np.fft.irfft(spec / np.sqrt(f), n)
-    return (x / np.abs(x).max()).astype(np.float32)
 
 
 def recording(parts: int, sparse: float, seed: int, tmp: Path):

@@ -12,6 +12,7 @@ from asrgguf import audio, vad
 from asrgguf.errors import AsrggufError
 from asrgguf.pieces import SAMPLE_RATE as SR, Piece, Span
 from conftest import espeak
+from support.demo_speech import pink
 from support.speech_text import SENTENCES
 
 VOICE = "en-us+f3"
@@ -134,12 +135,6 @@ def test_isolated_words_are_kept(data_dir):
     assert kept < wav.size - int(0.5 * SR)
 
 
-def pink(n: int, rng) -> np.ndarray:
-    spec = np.fft.rfft(rng.standard_normal(n))
-    f = np.arange(spec.size, dtype=np.float64)
-    f[0] = 1.0
-    x = np.fft.irfft(spec / np.sqrt(f), n)
-    return (x / np.abs(x).max()).astype(np.float32)
 
 
 @pytest.mark.parametrize("kind", ["silence", "white", "pink"])

@@ -289,3 +289,12 @@ def boundary_errors(words, spans) -> list[tuple[str, float]]:
         if b is not None:
             out.append(("end", abs(w.end - b)))
     return out
+
+
+def pink(n: int, rng) -> np.ndarray:
+    """n samples of pink (1/f) noise from a numpy Generator, peak 1.0."""
+    spec = np.fft.rfft(rng.standard_normal(n))
+    f = np.arange(spec.size, dtype=np.float64)
+    f[0] = 1.0
+    x = np.fft.irfft(spec / np.sqrt(f), n)
+    return (x / np.abs(x).max()).astype(np.float32)
