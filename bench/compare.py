@@ -16,7 +16,8 @@ Contenders (names for --contenders; "default" is the set below, "all" adds the e
                                 llama_cpp.mtmd_cpp, bench/mtmd_run.py) on the same GGUF pair
   asrgguf-q8_0-llamacpp         asrgguf-q8_0 with --no-native: llama.cpp's own q8_0 products instead of
                                 asrgguf's native backend (native/), on the same GGUF
-  extras: mtmd-f16, mtmd-q4_k_m, asrgguf-q8_0-bf16 (asrgguf with a bfloat16 torch encoder)
+  extras: mtmd-f16, mtmd-q4_k_m, asrgguf-q8_0-bf16 (asrgguf with a bfloat16 torch encoder),
+         asrgguf-q8_0-keeppages (the encoder's f16 weights kept resident, as before their pages were released)
 The GGUFs are made once with `asrgguf quantize` into WORKDIR/gguf and reused. With --random
 (a real-size random checkpoint from tests/support/random_checkpoint.py, made once into WORKDIR) every
 contender generates exactly --tokens N tokens (default 200), ignoring end-of-turn, since cost does
@@ -54,7 +55,7 @@ from proc_stats import cpu_line, run_measured  # noqa: E402
 PY = sys.executable
 DEFAULT_SET = ["official-f32", "official-bf16", "official-cuda", "official-mps",
                "asrgguf-f16", "asrgguf-q8_0", "asrgguf-q8_0-llamacpp", "asrgguf-q4_k_m", "mtmd-q8_0"]
-EXTRAS = ["mtmd-f16", "mtmd-q4_k_m", "asrgguf-q8_0-bf16"]
+EXTRAS = ["mtmd-f16", "mtmd-q4_k_m", "asrgguf-q8_0-bf16", "asrgguf-q8_0-keeppages"]
 GPU_ONLY = {"official-cuda": "cuda", "official-mps": "mps"}
 
 
@@ -77,12 +78,14 @@ def contender_spec(name: str) -> dict:
                 "weights": "float16"}
     if name.startswith("asrgguf-"):
         rest = name[len("asrgguf-"):]
-        enc_dtype, native = "auto", True
+        enc_dtype, native, env = "auto", True, {}
+        if rest.endswith("-keeppages"):   # the encoder's f16 weights kept resident (before 2026-12-03's release)
+            rest, env = rest[:-len("-keeppages")], {"ASRGGUF_ENCODER_KEEP_PAGES": "1"}
         if rest.endswith("-llamacpp"):
             rest, native = rest[:-len("-llamacpp")], False
         if rest.endswith("-bf16"):
             rest, enc_dtype = rest[:-len("-bf16")], "bfloat16"
-        return {"kind": "asrgguf", "outtype": rest, "enc_dtype": enc_dtype, "native": native,
+        return {"kind": "asrgguf", "outtype": rest, "enc_dtype": enc_dtype, "native": native, "env": env,
                 "impl": "asrgguf (torch encoder + llama.cpp)" + ("" if native else ", llama.cpp's own products"),
                 "weights": f"{rest} + f16 mmproj" + (" (bf16 encoder)" if enc_dtype == "bfloat16" else "")}
     if name.startswith("mtmd-"):
@@ -241,7 +244,8 @@ def stage_times(kind: str, t: dict) -> dict:
 def run_one(name: str, spec: dict, cmd: list[str], outdir: Path, k: int, timeout: float | None) -> dict:
     stem = f"{name}.run{k}"
     out_json, out_err = outdir / f"{stem}.json", outdir / f"{stem}.stderr"
-    st = run_measured(cmd, str(out_json), str(out_err), cwd=str(REPO), timeout=timeout)
+    env = dict(os.environ, **spec["env"]) if spec.get("env") else None
+    st = run_measured(cmd, str(out_json), str(out_err), cwd=str(REPO), env=env, timeout=timeout)
     rec = {"run": k, "returncode": st.returncode, "timed_out": st.timed_out, "wall_s": st.wall_s,
            "maxrss_mb": st.maxrss_mb, "user_s": st.user_s, "sys_s": st.sys_s, "stdout": str(out_json),
            "stderr": str(out_err)}

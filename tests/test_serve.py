@@ -250,7 +250,8 @@ def test_loading_busy_and_disconnect(pair, clip5, clip20):
     """503 while the model loads (the port already open); with 1 sequence and a queue of 1, a third request is
     429; clients that go away free their sequences at once, not when their decode would have ended."""
     hold = Path(tempfile.mkdtemp()) / "load"
-    s = Server("--gguf", pair[0], "--parallel", 1, "--max-queue", 1, "--piece-seconds", 10, "--bench-tokens", 100,
+    n = 600    # tokens a piece: a's third piece is still decoding when its client leaves, however slow the machine
+    s = Server("--gguf", pair[0], "--parallel", 1, "--max-queue", 1, "--piece-seconds", 10, "--bench-tokens", n,
                env={"ASRGGUF_SERVE_HOLD_LOAD": str(hold)})
     try:
         # the port is open and the model not loaded until `hold` exists: the first answer is a 503
@@ -266,7 +267,7 @@ def test_loading_busy_and_disconnect(pair, clip5, clip20):
         assert httpx.get(s.url + "/health", timeout=5).status_code == 503
         hold.touch()
         s.wait_ready()
-        long_wav = clip20.read_bytes()   # 3 pieces of 100 tokens, one after the other on the one sequence
+        long_wav = clip20.read_bytes()   # 3 pieces of n tokens, one after the other on the one sequence
         clients = []
 
         def open_stream():
@@ -300,14 +301,14 @@ def test_loading_busy_and_disconnect(pair, clip5, clip20):
         while s.health()["requests"]:
             assert time.monotonic() - t0 < 30, "disconnected requests were not freed"
             time.sleep(0.02)
-        # freed, not decoded to their end (the server's own counts): 6 pieces of 100 tokens had they run on;
-        # when the clients left, a's two pieces were done and at most one more piece had begun and one ended
+        # freed, not decoded to their end (the server's own counts): 6 pieces of n tokens had they run on;
+        # when the clients left, a's two pieces were done and at most one more piece had begun
         totals = s.health()["totals"]
-        assert totals["generated_tokens"] <= 400 and totals["requests_done"] == 0, totals
+        assert totals["generated_tokens"] < 3 * n and totals["requests_done"] == 0, totals
         assert totals["cancelled_jobs"] <= 1, totals
         # the server goes on: a new request gets every token
         v = s.post({"file": ("c.wav", clip5.read_bytes())}, key=None, data={"response_format": "verbose_json"}).json()
-        assert [len(seg["tokens"]) for seg in v["segments"]] == [100]
+        assert [len(seg["tokens"]) for seg in v["segments"]] == [n]
     finally:
         s.stop()
 
