@@ -47,8 +47,9 @@ def listen(source, gguf_path, mmproj, model_dir, language, context, raw_rate, re
     out_fmt = None
     if output:
         out_fmt = Path(output).suffix.lower().lstrip(".")
-        if out_fmt not in writers.FORMATS:
-            raise AsrggufError(f"--output {output}: unknown format (.{', .'.join(writers.FORMATS)})")
+        kinds = [f for f in writers.FORMATS if f != "rttm"]   # rttm is speaker turns: a live stream has none
+        if out_fmt not in kinds:
+            raise AsrggufError(f"--output {output}: unknown format (.{', .'.join(kinds)})")
         from . import batch
 
         batch.check_writable(Path(output))

@@ -37,8 +37,15 @@ def key(gguf: str | Path, lib_path: str, layout: str) -> str:
 
     st = os.stat(gguf)
     h = hashlib.sha256()
+    buf = bytearray(64 << 10)   # small reads: one 8-MiB read would raise glibc's mmap threshold for the run
     with open(gguf, "rb") as f:
-        h.update(f.read(HEAD_BYTES))
+        left = HEAD_BYTES
+        while left > 0:
+            n = f.readinto(memoryview(buf)[:min(left, len(buf))])
+            if not n:
+                break
+            h.update(memoryview(buf)[:n])
+            left -= n
     ls = os.stat(lib_path)
     return (f"gguf size={st.st_size} mtime_ns={st.st_mtime_ns} head_sha256={h.hexdigest()}\n"
             f"lib size={ls.st_size} mtime_ns={ls.st_mtime_ns} {layout}\n"

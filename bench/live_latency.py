@@ -28,6 +28,8 @@ Measured:
 Make the GGUF pair once (`--random 0.6b`: tests/support/random_checkpoint.py + `asrgguf quantize --outtype q8_0`
 into --workdir) or give `--decoder/--mmproj`. Prints a Markdown table with the CPU model and flags and
 writes the raw figures as JSON (--json).
+
+Figures: docs/streaming.md ("Measured": latency and cost).
 """
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ against the sentences joined (jiwer, lower case, no punctuation, bench/demo_wer.
 audio is written as a float32 WAV and transcribed by `asrgguf run` (30-s pieces cut at quiet points, as
 for any file), by `asrgguf run --vad` with the stream's detector settings (silence 500 ms, pad 200 ms)
 and, as a last row, each sentence's own audio by one `asrgguf run` over the clips.
+
+Figures: docs/streaming.md ("Measured": streaming WER).
 """
 from __future__ import annotations
 

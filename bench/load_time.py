@@ -5,7 +5,10 @@ each a fresh process (`Decoder(path)` only), the three alternating, medians.
     flock /tmp/asrgguf-bench.lock python bench/load_time.py DECODER-q8_0.gguf [--runs 3]
 
 The cache directory is a temporary one (ASRGGUF_CACHE), filled by one unmeasured load first. Prints a Markdown
-table with the CPU line (bench/proc_stats.py)."""
+table with the CPU line (bench/proc_stats.py).
+
+Figures: docs/native.md ("The repack cache").
+"""
 from __future__ import annotations
 
 import argparse

@@ -89,7 +89,7 @@ def run(audio_path: str, model_path: str, mmproj_path: str, language: str | None
     import numpy as np
 
     # asrgguf's package __init__ is lazy: these imports load neither torch nor asrgguf's encoder
-    from asrgguf import audio as audio_mod, languages as languages_mod, output as output_mod
+    from asrgguf import audio as audio_mod, languages as languages_mod, parse as parse_mod
     lang = languages_mod.normalize_language(language)
     for p, what in ((audio_path, "audio"), (model_path, "decoder GGUF"), (mmproj_path, "mmproj GGUF")):
         if not Path(p).is_file():
@@ -246,7 +246,7 @@ def run(audio_path: str, model_path: str, mmproj_path: str, language: str | None
             return buf.raw[:n]
 
         raw = b"".join(piece(t) for t in ids).decode("utf-8", errors="replace")
-        out_lang, text = output_mod.parse_asr_output(raw, lang)
+        out_lang, text = parse_mod.parse_asr_output(raw, lang)
         n_dec = max(0, len(ids) - 1)
         return {
             "text": text,

@@ -366,7 +366,7 @@ def test_gguf_missing_or_directory(tmp_path):
     (["--overwrite"], "--overwrite goes with --output-dir", 1),
     (["--quiet", "--progress"], "--quiet and --progress contradict each other; give one", 1),
     (["--max-new-tokens", "0"], "Invalid value for '--max-new-tokens': 0 is not in the range x>=1.", 2),
-    (["--format", "xml"], "Invalid value for '--format': 'xml' is not one of 'txt', 'json', 'srt', 'vtt'.", 2),
+    (["--format", "xml"], "Invalid value for '--format': 'xml' is not one of 'txt', 'json', 'srt', 'vtt', 'rttm'.", 2),
     (["--no-such-option"], "No such option '--no-such-option'.", 2),   # the hidden --bench-tokens never suggested
     (["--qiet"], "No such option '--qiet'. Did you mean '--quiet'?", 2),
 ])

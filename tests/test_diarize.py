@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from asrgguf import writers as formats
+from asrgguf import writers
 from asrgguf.cli import main
 from asrgguf.errors import AsrggufError
 from asrgguf.results import Segment, Sentence, Transcription, Word
@@ -81,7 +81,7 @@ def test_json_srt_vtt_rttm_verbose_json(conversation, result):
     from asrgguf.serve import verbose_json
 
     want = [s.speaker for s in result.segments]
-    d = json.loads(formats.render(result, "json"))
+    d = json.loads(writers.render(result, "json"))
     assert [s["speaker"] for s in d["segments"]] == want
     assert all(x["speaker"] == s["speaker"] for s in d["segments"] for x in s["sentences"] + s["words"])
     assert [(t["start"], t["end"], t["speaker"]) for t in d["speakers"]] == \
@@ -90,17 +90,17 @@ def test_json_srt_vtt_rttm_verbose_json(conversation, result):
     def collapse(xs):
         return [x for i, x in enumerate(xs) if i == 0 or x != xs[i - 1]]
 
-    subs = list(srt.parse(formats.render(result, "srt")))
+    subs = list(srt.parse(writers.render(result, "srt")))
     prefixes = [re.match(r"\[(SPEAKER_\d\d)\] ", s.content) for s in subs]
     assert all(prefixes)
     assert collapse([m.group(1) for m in prefixes]) == want
 
-    caps = webvtt.from_buffer(io.StringIO(formats.render(result, "vtt"))).captions
+    caps = webvtt.from_buffer(io.StringIO(writers.render(result, "vtt"))).captions
     voices = [re.match(r"<v (SPEAKER_\d\d)>", c.raw_text) for c in caps]
     assert all(voices) and len(caps) == len(subs)
     assert collapse([m.group(1) for m in voices]) == want
 
-    rttm = formats.render(result, "rttm").splitlines()
+    rttm = writers.render(result, "rttm").splitlines()
     assert len(rttm) == len(result.turns)
     for line, t in zip(rttm, result.turns):
         f = line.split()
@@ -129,12 +129,12 @@ def test_cues_split_where_the_speaker_changes():
     seg = Segment(0, 0.0, 2.0, "Hello there yes indeed.", "English", "", [], sentences=[
         Sentence(0.0, 2.0, "Hello there yes indeed.", "SPEAKER_00")], words=words, speaker="SPEAKER_00")
     res = Transcription("a.wav", "English", seg.text, [seg], 2.0, timing="word")
-    assert formats.render(res, "srt") == ("1\n00:00:00,000 --> 00:00:00,700\n[SPEAKER_00] Hello there\n\n"
+    assert writers.render(res, "srt") == ("1\n00:00:00,000 --> 00:00:00,700\n[SPEAKER_00] Hello there\n\n"
                                           "2\n00:00:01,000 --> 00:00:01,700\n[SPEAKER_01] yes indeed.\n")
-    assert formats.render(res, "vtt") == ("WEBVTT\n\n00:00:00.000 --> 00:00:00.700\n<v SPEAKER_00>Hello there\n\n"
+    assert writers.render(res, "vtt") == ("WEBVTT\n\n00:00:00.000 --> 00:00:00.700\n<v SPEAKER_00>Hello there\n\n"
                                           "00:00:01.000 --> 00:00:01.700\n<v SPEAKER_01>yes indeed.\n")
     with pytest.raises(AsrggufError) as e:
-        formats.render(Transcription("a.wav", "English", "", [], 1.0), "rttm")
+        writers.render(Transcription("a.wav", "English", "", [], 1.0), "rttm")
     assert str(e.value) == "the rttm format needs speaker turns: transcribe with diarize (--diarize)"
 
 
@@ -195,7 +195,7 @@ def test_server_verbose_json_and_srt(conversation, result):
         assert [x["speaker"] for x in r.json()["segments"]] == [x.speaker for x in result.segments]
         r = s.post(files={"file": ("talk.wav", data)}, key=None,
                    data={"response_format": "srt", "diarize": "true", "vad": "true", "language": "en"})
-        assert r.status_code == 200 and r.text == formats.render(_without_words(result), "srt")
+        assert r.status_code == 200 and r.text == writers.render(_without_words(result), "srt")
         for form, msg in [({"speakers": "2"}, "speakers goes with diarize=true"),
                           ({"diarize": "true", "stream": "true"},
                            "diarize does not go with stream (the speakers are known only at the end)"),
