@@ -29,7 +29,7 @@ from .vad import SpeechDetector, Tape, VadOptions
 
 # stream settings: an utterance ends after half a second of silence (files: 1 s), padded by 200 ms
 LIVE_VAD = VadOptions(min_silence_ms=500, speech_pad_ms=200)
-PARTIAL_MODES = ("draft", "rollback", "full")
+PARTIAL_MODES = ("draft", "rollback", "full", "off")   # off: finals only (the Realtime server)
 
 
 @dataclass
@@ -186,7 +186,7 @@ class Stream:
             self._open = start
             self._add(Event("speech_started", self._n_utt, "", start / SAMPLE_RATE))
         now = self._det.samples
-        if now - max(start, self._last_partial_at) < self._step:
+        if self.partials == "off" or now - max(start, self._last_partial_at) < self._step:
             return
         if self._partial is not None and not self._partial.finished:
             return   # one partial in flight at a time

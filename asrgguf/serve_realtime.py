@@ -3,8 +3,8 @@
 The protocol is `realtime.RealtimeSession` (pure code: client events in, server events and actions out);
 the engine side is a `live.Stream` of the server's one engine, decoded by its one scheduler beside every
 upload and every other stream. With `turn_detection` server_vad (the default) the stream's voice
-activity detector finds the utterances (speech_started / speech_stopped / committed, deltas from the
-partials, completed from the final); with `turn_detection: null` each `input_audio_buffer.commit` is an
+activity detector finds the utterances (speech_started / speech_stopped / committed, then the final's
+text as its delta and completed); with `turn_detection: null` each `input_audio_buffer.commit` is an
 utterance of its own. Audio work (resampling, the detector) runs in a worker thread per connection,
 never on the event loop. A disconnect frees the stream's sequences at once.
 """
@@ -60,7 +60,7 @@ class _Connection:
                             piece_seconds=self.cfg.piece_seconds, bench_tokens=self.cfg.bench_tokens)
         self.items = {}
         self.stream = Stream(self.engine.tr, opts, vad, wait=False, on_event=self.on_event, detect=td is not None,
-                             max_utterance_seconds=min(30.0, opts.piece_seconds))
+                             max_utterance_seconds=min(30.0, opts.piece_seconds), partials="off")
 
     def on_event(self, e) -> None:
         with self.lock:   # the worker thread (speech events) and the engine thread (texts) both report
@@ -78,8 +78,9 @@ class _Connection:
             item, events = s.speech_stopped(int(e.end * SAMPLE_RATE))
             self.items[e.utterance] = item
             self.send_soon(events)
-        elif e.type == "partial" and e.utterance in self.items:
-            self.send_soon(s.transcript_delta(self.items[e.utterance], e.text))
+        # partials are not sent: a delta cannot be taken back, OpenAI's deltas concatenate to the completed
+        # text, and the exact final may revise any word of a partial (seen in CI: "And and Tom." then
+        # "Anna and Tom went ..."); the final's text goes out as its delta, then completed
         elif e.type == "final" and e.utterance in self.items:
             self.send_soon(s.transcript_completed(self.items.pop(e.utterance), e.text, e.end - e.start))
 

@@ -167,7 +167,7 @@ def test_partial_modes_keep_finals_exact(demo, talk, partials):
 def test_partial_options_checked(demo):
     from asrgguf.errors import AsrggufError
 
-    with pytest.raises(AsrggufError, match=r"^partials must be one of draft, rollback, full \(got 'x'\)$"):
+    with pytest.raises(AsrggufError, match=r"^partials must be one of draft, rollback, full, off \(got 'x'\)$"):
         demo.stream(partials="x")
     with pytest.raises(AsrggufError, match=r"^rollback must be between 0 and 100 tokens \(got -1\)$"):
         demo.stream(rollback=-1)
