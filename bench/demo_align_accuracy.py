@@ -10,6 +10,10 @@ reports is compared with the aligner's (two words espeak-ng speaks as one have n
 
     python bench/demo_align_accuracy.py                  # the packaged demo aligner, 200 sentences
     python bench/demo_align_accuracy.py --aligner DIR_OR_GGUF --n 50 --show
+    python bench/demo_align_accuracy.py --condition isolated     # words said alone, 0.5-1.5 s apart
+
+--condition as bench/demo_wer.py (tests/support/demo_scenes.py): continuous, pauses, noise, isolated;
+the word times of the pieces are espeak-ng's, shifted by where each piece was put.
 
 Figures: docs/demo.md ("The demo aligner", accuracy).
 """
@@ -26,6 +30,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "tests"))
 
+import support.demo_scenes as scenes  # noqa: E402
 import support.demo_speech as speech  # noqa: E402
 from support.demo_speech import SPEED, boundary_errors as errors, espeak_word_times as reference  # noqa: E402
 
@@ -37,6 +42,7 @@ def main(argv=None):
     ap.add_argument("--voice", default=speech.TEST_VOICE)
     ap.add_argument("--speed", type=int, default=SPEED)
     ap.add_argument("--threads", type=int)
+    ap.add_argument("--condition", choices=scenes.CONDITIONS, default="continuous")
     ap.add_argument("--show", action="store_true", help="print each sentence's words with both times")
     a = ap.parse_args(argv)
     if not 1 <= a.n <= speech.N_HELD_OUT:
@@ -44,8 +50,12 @@ def main(argv=None):
 
     from asrgguf.align import Aligner
 
-    texts = speech.held_out(a.n)
-    refs = reference(texts, a.voice, a.speed)
+    if a.condition == "continuous":
+        texts = speech.held_out(a.n)
+        refs = reference(texts, a.voice, a.speed)
+    else:
+        made = scenes.test_set(a.condition, a.n, a.voice, a.speed)
+        texts, refs = [t for _, t, _ in made], [(x, scenes.RATE, w) for x, _, w in made]
     al = Aligner.load(a.aligner, threads=a.threads)
     errs, seconds = [], 0.0
     try:
@@ -64,11 +74,13 @@ def main(argv=None):
     ms = np.array([x for _, x in errs]) * 1000
     starts = np.array([x for k, x in errs if k == "start"]) * 1000
     ends = np.array([x for k, x in errs if k == "end"]) * 1000
-    print(f"{len(texts)} sentences ({seconds:.0f} s), {len(ms)} boundaries; voice {a.voice}, speed {a.speed}, "
+    print(f"{len(texts)} clips ({seconds:.0f} s), {len(ms)} boundaries; condition {a.condition}, voice {a.voice}, speed {a.speed}, "
           f"aligner {a.aligner}")
     print(f"mean absolute error {ms.mean():.1f} ms (starts {starts.mean():.1f}, ends {ends.mean():.1f}); "
           f"median {np.median(ms):.0f} ms; within 100 ms {100 * (ms <= 100).mean():.1f} %; "
           f"within 200 ms {100 * (ms <= 200).mean():.1f} %; largest {ms.max():.0f} ms")
+    print(f"word onsets: mean {starts.mean():.1f} ms, largest {starts.max():.0f} ms, "
+          f"within 200 ms {100 * (starts <= 200).mean():.1f} %")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""Train asrgguf's built-in demo model: a small Qwen3-ASR on espeak-ng speech (issue 6).
+"""Train asrgguf's built-in demo model: a small Qwen3-ASR on espeak-ng speech (issues 6, 25).
 
 Data: sentences over a fixed English vocabulary (tests/support/demo_speech.py, seeded; the held-out test
 sentences and the sample's sentence excluded) spoken by espeak-ng with many accent/voice variants
-(not TEST_VOICE), speeds and pitches; each step adds noise, gain changes, silence and a few
-no-speech clips. Features are asrgguf.features.LogMel (the official extractor's values).
+(not TEST_VOICE), speeds and pitches. Since issue 25 a sentence is spoken whole, word by word or in 2-4
+pieces (tests/support/demo_scenes.py), and each training clip is laid out from them: pauses of 0.1-2.5 s
+between the pieces, one to three sentences of different voices in a row, 0-2.5 s of silence around,
+a gain change and white, pink, brown or music-like noise at 5-40 dB SNR; and clips without speech
+(silence or noise, 0.5-8 s, and one batch in seven a long one of 10-24 s: several encoder windows)
+whose transcript is empty. Features are asrgguf.features.LogMel (the official extractor's values).
 Model: the official Qwen3ASRForConditionalGeneration with a small config and its own byte-level
 BPE vocabulary (Qwen2 pre-tokenizer, about 1k tokens) followed by Qwen3-ASR's added tokens.
 Target: the official output `language English<asr_text>TEXT<|im_end|>` (then <|endoftext|>, see
@@ -19,6 +23,7 @@ Export: the checkpoint (bfloat16 safetensors, tokenizer, processor files) and th
 
     nice -n 19 python tools/train_demo.py                 # the packaged model (see docs/demo.md)
     python tools/train_demo.py --steps 200 --clips 1500 --out /tmp/demo-smoke/qwen3-asr-demo
+    python tools/train_demo.py --init asrgguf/data/demo/qwen3-asr-demo --lr 5e-4 ...   # fine-tune (issue 25)
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ import json
 import math
 import random
 import resource
+import shutil
 import sys
 import tempfile
 import time
@@ -40,12 +46,16 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+import support.demo_scenes as scenes  # noqa: E402
 import support.demo_speech as speech  # noqa: E402
 from support.random_checkpoint import (_KNOWN_ADDED, AUDIO_COMMON, TEXT_COMMON, add_special_tokens, make_processor,  # noqa: E402
                                qwen2_tokenizer)
 
 DEMO_DIR = ROOT / "asrgguf" / "data" / "demo"
-MAX_SECONDS = 7.5           # one encoder window (8 s): training and inference attend alike
+MAX_SECONDS = 7.5           # a sentence: at most one encoder window (8 s)
+MAX_SCENE = 16.0            # a training clip laid out from sentences and pieces with pauses (two windows)
+LONG_NO_SPEECH = (10.0, 24.0)   # seconds of the long clips without speech (one batch in seven)
+ENCODER_GROUP = 640         # encoder frames per call of the audio tower in training (its mask is dense)
 N_BPE = 1024                # byte-level BPE tokens (256 bytes + merges)
 FRAME_WEIGHT = 0.5          # the auxiliary per-frame losses (phoneme, word token) on the encoder output
 PROMPT_WORDS = ["system", "user", "assistant", "language English", "language None"]
@@ -186,6 +196,26 @@ class Clips:
         return phones, toks
 
 
+def scene_labels(clips: Clips, chunk_texts: list[str], tok, text: str, placed, n_frames: int):
+    """frame_labels for a laid-out clip: each chunk's phonemes and word tokens where it was put, silence
+    (phoneme 0, no token) between them. placed: [(chunk index, offset sample)]; text: the chunks' texts
+    joined by spaces."""
+    phones, toks = np.zeros(n_frames, np.int64), np.full(n_frames, -100, np.int64)
+    if not placed:
+        return phones, toks
+    e = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    spoken = [(i, b - 1) for i, (a, b) in zip(e["input_ids"], e["offset_mapping"])
+              if any(ch.isalnum() for ch in text[a:b])]
+    at = 0
+    for ci, off in placed:
+        hi = at + len(chunk_texts[ci])
+        p, w = clips.frame_labels(ci, off, n_frames, [(t, c - at) for t, c in spoken if at <= c < hi])
+        phones = np.where(p != 0, p, phones)
+        toks = np.where(w != -100, w, toks)
+        at = hi + 1
+    return phones, toks
+
+
 def check_library_matches_cli(es) -> None:
     """espeak-ng's library gives the samples of the espeak-ng command (which adds trailing silence)."""
     import soundfile as sf
@@ -199,44 +229,32 @@ def check_library_matches_cli(es) -> None:
         raise SystemExit("espeak-ng's library and command give different samples")
 
 
-def augment(wav: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, int]:
-    """Gain (-20..0 dB), up to 0.3 s of silence each side, white noise at 15..45 dB SNR (70 %);
-    returns the clip and the samples put in front."""
-    x = wav.astype(np.float32) / 32767 * 10 ** (rng.uniform(-20, 0) / 20)
-    room = max(0, int(MAX_SECONDS * 16000) - len(x))
-    lead = min(room, int(rng.integers(0, 4800)))
-    x = np.pad(x, (lead, min(room - lead, int(rng.integers(0, 4800)))))
-    if rng.random() < 0.7:
-        rms = float(np.sqrt(np.mean(x ** 2))) + 1e-8
-        x = x + rng.normal(0, rms * 10 ** (-rng.uniform(15, 45) / 20), len(x)).astype(np.float32)
-    return x, lead
+class Scenes:
+    """Batches of laid-out training clips (demo_scenes.scene_plan / scene_sound): (samples, text,
+    [(chunk index, offset)]); one clip in sixteen without speech (0.5-8 s of silence or noise, empty text),
+    and in one batch in seven the last clip a long one without speech (LONG_NO_SPEECH)."""
 
-
-def no_speech(rng: np.random.Generator) -> np.ndarray:
-    n = int(rng.uniform(1, 4) * 16000)
-    return rng.normal(0, 10 ** (rng.uniform(-70, -25) / 20), n).astype(np.float32)
-
-
-# --- training
-class Batcher:
-    """Length-bucketed shuffled batches of (waveform, lead samples, clip index or None for no speech)."""
-
-    def __init__(self, clips: Clips, keep: list[int], batch: int, seed: int):
-        self.clips, self.keep, self.batch = clips, keep, batch
+    def __init__(self, clips: Clips, runs: list[list[int]], chunk_texts: list[str], batch: int, seed: int,
+                 max_seconds: float = MAX_SCENE):
+        self.clips, self.runs, self.chunk_texts, self.batch = clips, runs, chunk_texts, batch
+        self.lengths = [len(w) for w in clips.wavs]
+        self.max_len = int(max_seconds * 16000)
         self.rng = np.random.default_rng(seed)
+
+    def one(self):
+        rng = self.rng
+        if rng.random() < 1 / 16:
+            return scenes.no_speech(rng.uniform(0.5, 8), rng), "", []
+        chunks, gaps, lead, trail = scenes.scene_plan(self.runs, self.lengths, rng, self.max_len)
+        x, offsets = scenes.scene_sound([self.clips.wavs[c] for c in chunks], gaps, lead, trail, rng)
+        return x, " ".join(self.chunk_texts[c] for c in chunks), list(zip(chunks, offsets))
 
     def __iter__(self):
         while True:
-            order = self.rng.permutation(self.keep)
-            batches = []
-            for g in (order[i:i + 32 * self.batch] for i in range(0, len(order), 32 * self.batch)):
-                g = sorted(g, key=lambda i: len(self.clips.wavs[i]))
-                batches += [g[i:i + self.batch] for i in range(0, len(g), self.batch)]
-            for b in self.rng.permutation(len(batches)):
-                items = [(*augment(self.clips.wavs[i], self.rng), int(i)) for i in batches[b]]
-                if self.rng.random() < 0.25:  # a no-speech clip in about one batch of four
-                    items[0] = (no_speech(self.rng), 0, None)
-                yield items
+            items = [self.one() for _ in range(self.batch)]
+            if self.rng.random() < 1 / 7:
+                items[-1] = (scenes.no_speech(self.rng.uniform(*LONG_NO_SPEECH), self.rng), "", [])
+            yield items
 
 
 def init_front_end(tower):
@@ -266,12 +284,24 @@ def batched_audio_tower(tower):
 
     import torch
 
+    from asrgguf.encoder import output_length
+
     for layer in tower.layers:
         layer.register_forward_pre_hook(add_mask, with_kwargs=True)
 
     def run(feats):
-        lens = torch.tensor([f.shape[1] for f in feats])
-        return tower(torch.cat(feats, dim=1), feature_lens=lens).last_hidden_state
+        # groups of at most ENCODER_GROUP frames: the mask (and the attention) is dense over a call
+        out, group, size = [], [], 0
+        for f in feats + [None]:
+            n = 0 if f is None else output_length(f.shape[1])
+            if group and (f is None or size + n > ENCODER_GROUP):
+                lens = torch.tensor([g.shape[1] for g in group])
+                out.append(tower(torch.cat(group, dim=1), feature_lens=lens).last_hidden_state)
+                group, size = [], 0
+            if f is not None:
+                group.append(f)
+                size += n
+        return torch.cat(out)
     return run
 
 
@@ -286,8 +316,8 @@ def optimizer(params, lr: float, steps: int):
     return opt, sched
 
 
-def train(model, tok, clips: Clips, texts: list[str], keep: list[int], steps: int, batch: int, lr: float,
-          seed: int, log_every: int = 25):
+def train(model, tok, clips: Clips, chunk_texts: list[str], runs: list[list[int]], steps: int, batch: int,
+          lr: float, seed: int, log_every: int = 25):
     import torch
     import torch.nn.functional as F
 
@@ -304,28 +334,23 @@ def train(model, tok, clips: Clips, texts: list[str], keep: list[int], steps: in
     encode = batched_audio_tower(thinker.audio_tower)
     mel = LogMel()
     enc = lambda s: tok(s, add_special_tokens=False)["input_ids"]  # noqa: E731
-    word_tokens = {}  # text -> [(token id, index of its last character)] of the tokens inside words
-    for t in set(texts):
-        e = tok(t, add_special_tokens=False, return_offsets_mapping=True)
-        word_tokens[t] = [(i, b - 1) for i, (a, b) in zip(e["input_ids"], e["offset_mapping"])
-                          if any(ch.isalnum() for ch in t[a:b])]
     before, after = prompt_text()
     prefix, suffix = enc(before), enc(after)
     audio_pad, pad, im_end = (tok.convert_tokens_to_ids(t) for t in ("<|audio_pad|>", "<|endoftext|>", "<|im_end|>"))
     tail_rng = np.random.default_rng(seed + 2)
     model.train()
     t0, c0, avg = time.time(), time.process_time(), None
-    for step, items in zip(range(steps), Batcher(clips, keep, batch, seed)):
+    for step, items in zip(range(steps), Scenes(clips, runs, chunk_texts, batch, seed)):
         feats = [mel(x) for x, _, _ in items]
         n_audio = [output_length(f.shape[1]) for f in feats]
         seqs, labels, phones, spoken = [], [], [], []
-        for (_, lead, i), n in zip(items, n_audio):
-            answer = enc(f"language {'English' if i is not None else 'None'}<asr_text>")
-            answer += (enc(texts[i]) if i is not None else []) + [im_end] + [pad] * AFTER_END
+        for (_, text, placed), n in zip(items, n_audio):
+            answer = enc(f"language {'English' if text else 'None'}<asr_text>")
+            answer += (enc(text) if text else []) + [im_end] + [pad] * AFTER_END
             ids = prefix + [audio_pad] * n + suffix + answer
             seqs.append(ids)
             labels.append([-100] * (len(ids) - len(answer)) + answer)
-            p, w = clips.frame_labels(i, lead, n, word_tokens[texts[i]] if i is not None else [])
+            p, w = scene_labels(clips, chunk_texts, tok, text, placed, n)
             phones.append(p)
             spoken.append(w)
         L = max(map(len, seqs))
@@ -382,7 +407,7 @@ def training_options(ap: argparse.ArgumentParser, clips: int, steps: int) -> Non
     ap.add_argument("--clips", type=positive, default=clips, help="distinct espeak-ng clips")
     ap.add_argument("--steps", type=positive, default=steps)
     ap.add_argument("--batch", type=positive, default=16)
-    ap.add_argument("--lr", type=float, default=1.5e-3)
+    ap.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (a fine-tune: lower, 5e-4)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "demo-train", help="synthesised clips (not in git)")
 
@@ -391,6 +416,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=DEMO_DIR / "qwen3-asr-demo",
                     help="checkpoint directory; the GGUF pair and sample.wav go beside it")
+    ap.add_argument("--init", type=Path, help="fine-tune this checkpoint (its weights and vocabulary) "
+                    "instead of training from nothing, e.g. asrgguf/data/demo/qwen3-asr-demo")
     training_options(ap, clips=20000, steps=6000)
     a = ap.parse_args(argv)
 
@@ -403,22 +430,35 @@ def main(argv=None):
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     items = training_items(a.seed, a.clips)
-    clips = Clips.synthesize(items, a.cache)
-    texts = [t for t, _, _, _ in items]
-    keep = [i for i, w in enumerate(clips.wavs) if len(w) <= MAX_SECONDS * 16000]
-    log(f"{len(keep)} clips ({sum(len(clips.wavs[i]) for i in keep) / 16000 / 3600:.2f} h, {len(clips.names)} "
-        f"phonemes), {len(items) - len(keep)} longer than {MAX_SECONDS} s left out")
+    chunk_items, runs, texts = scenes.training_runs(items, a.seed)
+    clips = Clips.synthesize(chunk_items, a.cache)
+    chunk_texts = [t for t, _, _, _ in chunk_items]
+    keep = [r for r in runs if sum(len(clips.wavs[i]) for i in r) <= MAX_SECONDS * 16000]
+    log(f"{len(keep)} sentences in {sum(map(len, keep))} pieces ({sum(len(clips.wavs[i]) for r in keep for i in r) / 16000 / 3600:.2f} h, "
+        f"{len(clips.names)} phonemes), {len(runs) - len(keep)} longer than {MAX_SECONDS} s left out")
 
-    tok = make_tokenizer(texts + PROMPT_WORDS)
-    model = Qwen3ASRForConditionalGeneration(make_config(tok))
-    init_front_end(model.thinker.audio_tower)
-    log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, vocabulary {len(tok)}")
-    train(model, tok, clips, texts, keep, a.steps, a.batch, a.lr, a.seed)
+    if a.init:
+        from qwen_asr.core.transformers_backend import Qwen3ASRProcessor
+
+        tok = Qwen3ASRProcessor.from_pretrained(a.init).tokenizer
+        model = Qwen3ASRForConditionalGeneration.from_pretrained(a.init, torch_dtype=torch.float32)
+    else:
+        tok = make_tokenizer(texts + PROMPT_WORDS)
+        model = Qwen3ASRForConditionalGeneration(make_config(tok))
+        init_front_end(model.thinker.audio_tower)
+    log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, vocabulary {len(tok)}"
+        + (f", from {a.init}" if a.init else ""))
+    train(model, tok, clips, chunk_texts, keep, a.steps, a.batch, a.lr, a.seed)
 
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
+    if a.init and a.init.resolve() != out.resolve():   # its tokenizer and processor files, as they are
+        for f in a.init.iterdir():
+            if f.is_file() and f.suffix != ".safetensors":
+                shutil.copyfile(f, out / f.name)
     model.to(torch.bfloat16).save_pretrained(out, safe_serialization=True)
-    make_processor(tok).save_pretrained(out)
+    if not a.init:
+        make_processor(tok).save_pretrained(out)
     dec, mm = quantize_checkpoint(out, "q8_0", out.parent, "f16", progress=False)
     speech.write_wav(out.parent / "sample.wav", speech.SAMPLE_TEXT, speech.TEST_VOICE)
     (out.parent / "sample.txt").write_text(speech.SAMPLE_TEXT + "\n")

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Train the built-in demo aligner: a small Qwen3-ForcedAligner on espeak-ng speech (issue 14).
+"""Train the built-in demo aligner: a small Qwen3-ForcedAligner on espeak-ng speech (issues 14, 25).
 
 The labels are espeak-ng's own word boundaries (libespeak-ng's word events, tests/support/demo_speech.py
 Espeak.synth_words): each word's start and end in classes of 80 ms, as the published aligner counts.
@@ -11,14 +11,17 @@ learns to point each word's two <timestamp> tokens at the audio frames where esp
 The input is the official one (qwen_asr/inference/qwen3_forced_aligner.py): <|audio_start|>, the
 audio, <|audio_end|>, then each word (the official English split) followed by <timestamp><timestamp>;
 cross-entropy on the classes at the <timestamp> positions (a boundary espeak-ng does not report,
-inside two words it speaks as one, has no label). Clips are single sentences and, one in three, two
-or three sentences in a row (up to 20 s) so that later classes are learnt too; noise, gain and
-silence as the ASR training adds them.
+inside two words it speaks as one, has no label). Clips are laid out as the ASR training lays them out
+(tests/support/demo_scenes.py, issue 25): sentences spoken whole, word by word or in pieces with
+0.1-2.5 s of silence between them, up to three sentences of different voices in a row (up to 20 s,
+so that later classes are learnt too), silence around, gain and white, pink, brown or music-like noise.
 Export: the checkpoint (bfloat16 safetensors, the ASR model's tokenizer and processor files) and the
 q8_0 decoder GGUF that `asrgguf quantize` makes of it; its mmproj is checked equal to the ASR's.
 
     nice -n 19 python tools/train_demo_aligner.py        # the packaged aligner (docs/align.md)
     python tools/train_demo_aligner.py --steps 30 --clips 300 --out /tmp/al-smoke/qwen3-aligner-demo
+    python tools/train_demo_aligner.py --init-gguf asrgguf/data/demo/qwen3-aligner-demo-q8_0.gguf --lr 5e-4 ...
+        # fine-tune: the decoder and head start from an aligner GGUF's (dequantized), the encoder is --asr's
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
+import support.demo_scenes as scenes  # noqa: E402
 import support.demo_speech as speech  # noqa: E402
 from support.random_checkpoint import CLASSIFY_NUM, SEGMENT_MS, aligner_config, mark_aligner  # noqa: E402
 from train_demo import (DEMO_DIR, batched_audio_tower, check_library_matches_cli, cpu_seconds, log,  # noqa: E402
@@ -50,6 +54,7 @@ class WordClips:
 
     def __init__(self, wavs, spans, texts):
         self.wavs, self.spans, self.texts = wavs, spans, texts
+        self.lengths = [len(w) for w in wavs]
 
     @classmethod
     def synthesize(cls, items, cache: Path) -> "WordClips":
@@ -76,46 +81,22 @@ class WordClips:
         return cls(wavs, spans, texts)
 
 
-def example(clips: WordClips, idx: list[int], rng: np.random.Generator):
-    """Clips idx in a row (0.1-0.6 s apart) with gain, silence and noise: (samples, text, [(start, end)]
-    in samples, -1 where unknown)."""
-    gain = 10 ** (rng.uniform(-20, 0) / 20)
-    parts, spans, texts = [], [], []
-    at = int(rng.integers(0, 4800))
-    parts.append(np.zeros(at, np.float32))
-    for n, i in enumerate(idx):
-        if n:
-            gap = int(rng.integers(1600, 9600))
-            parts.append(np.zeros(gap, np.float32))
-            at += gap
-        w = clips.wavs[i].astype(np.float32) / 32767 * gain
-        parts.append(w)
-        spans += [tuple(-1 if x < 0 else x + at for x in s) for s in clips.spans[i]]
-        texts.append(clips.texts[i])
-        at += len(w)
-    parts.append(np.zeros(int(rng.integers(0, 4800)), np.float32))
-    x = np.concatenate(parts)
-    if rng.random() < 0.7:
-        rms = float(np.sqrt(np.mean(x ** 2))) + 1e-8
-        x = x + rng.normal(0, rms * 10 ** (-rng.uniform(15, 45) / 20), len(x)).astype(np.float32)
-    return x, " ".join(texts), spans
+def example(clips: WordClips, runs: list[list[int]], rng: np.random.Generator):
+    """A laid-out clip (demo_scenes.scene_plan, scene_sound): (samples, text, [(start, end)] in samples,
+    -1 where unknown)."""
+    chunks, gaps, lead, trail = scenes.scene_plan(runs, clips.lengths, rng, int(MAX_SECONDS * 16000), p_more=0.4)
+    x, offsets = scenes.scene_sound([clips.wavs[c] for c in chunks], gaps, lead, trail, rng)
+    spans = [tuple(-1 if v < 0 else v + off for v in s) for c, off in zip(chunks, offsets) for s in clips.spans[c]]
+    return x, " ".join(clips.texts[c] for c in chunks), spans
 
 
-def batches(clips: WordClips, keep: list[int], batch: int, seed: int):
-    """Examples of one sentence or (one in three) two or three in a row, at most MAX_SECONDS."""
+def batches(clips: WordClips, runs: list[list[int]], batch: int, seed: int):
     rng = np.random.default_rng(seed)
     while True:
-        items = []
-        for _ in range(batch):
-            k = 1 if rng.random() < 2 / 3 else int(rng.integers(2, 4))
-            idx = [int(i) for i in rng.choice(keep, k, replace=False)]
-            while len(idx) > 1 and sum(len(clips.wavs[i]) for i in idx) + 0.6 * 16000 * k > MAX_SECONDS * 16000:
-                idx.pop()
-            items.append(example(clips, idx, rng))
-        yield items
+        yield [example(clips, runs, rng) for _ in range(batch)]
 
 
-def train(model, tok, clips: WordClips, keep: list[int], steps: int, batch: int, lr: float, seed: int,
+def train(model, tok, clips: WordClips, runs: list[list[int]], steps: int, batch: int, lr: float, seed: int,
           log_every: int = 25):
     import torch
     import torch.nn.functional as F
@@ -138,7 +119,7 @@ def train(model, tok, clips: WordClips, keep: list[int], steps: int, batch: int,
     per_class = SEGMENT_MS / 1000 * 16000
     thinker.train()
     t0, c0, avg = time.time(), time.process_time(), None
-    for step, items in zip(range(steps), batches(clips, keep, batch, seed)):
+    for step, items in zip(range(steps), batches(clips, runs, batch, seed)):
         feats = [mel(x) for x, _, _ in items]
         n_audio = [output_length(f.shape[1]) for f in feats]
         seqs, targets = [], []
@@ -194,6 +175,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=ALIGNER_DIR,
                     help="checkpoint directory; the q8_0 decoder GGUF goes to --gguf-dir")
     ap.add_argument("--gguf-dir", type=Path, default=DEMO_DIR, help="where the decoder GGUF goes")
+    ap.add_argument("--init-gguf", type=Path, help="fine-tune: the decoder and head start from this aligner GGUF's "
+                    "(dequantized to float32; e.g. asrgguf/data/demo/qwen3-aligner-demo-q8_0.gguf)")
     training_options(ap, clips=8000, steps=3000)
     a = ap.parse_args(argv)
 
@@ -206,9 +189,10 @@ def main(argv=None):
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     items = training_items(a.seed + 100, a.clips)   # other sentences than the ASR model's, same voices
-    clips = WordClips.synthesize(items, a.cache)
-    keep = [i for i, w in enumerate(clips.wavs) if len(w) <= 7.5 * 16000]
-    log(f"{len(keep)} sentences ({sum(len(clips.wavs[i]) for i in keep) / 16000 / 3600:.2f} h)")
+    chunk_items, runs, _ = scenes.training_runs(items, a.seed + 100)
+    clips = WordClips.synthesize(chunk_items, a.cache)
+    keep = [r for r in runs if sum(clips.lengths[i] for i in r) <= 7.5 * 16000]
+    log(f"{len(keep)} sentences in {sum(map(len, keep))} pieces ({sum(clips.lengths[i] for r in keep for i in r) / 16000 / 3600:.2f} h)")
 
     proc = Qwen3ASRProcessor.from_pretrained(a.asr)
     tok = proc.tokenizer
@@ -220,10 +204,21 @@ def main(argv=None):
     missing, unexpected = model.load_state_dict(state, strict=False)
     assert [k for k in missing if not k.endswith("lm_head.weight")] == [] and not unexpected, (missing, unexpected)
     with torch.no_grad():
-        model.thinker.lm_head.weight.normal_(0, 0.02)
+        if a.init_gguf:
+            from asrgguf import gguf_names as names
+            from asrgguf.gguf_file import read_tensor
+
+            for key, value in model.thinker.model.state_dict().items():
+                t = read_tensor(a.init_gguf, names.text_to_gguf(key))
+                if t is None or t.shape != tuple(value.shape):
+                    raise SystemExit(f"{a.init_gguf}: no tensor for {key} {tuple(value.shape)}")
+                value.copy_(torch.from_numpy(np.ascontiguousarray(t)))
+            model.thinker.lm_head.weight.copy_(torch.from_numpy(np.ascontiguousarray(read_tensor(a.init_gguf, names.ALIGNER_HEAD))))
+        else:
+            model.thinker.lm_head.weight.normal_(0, 0.02)
     del asr
     log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, {CLASSIFY_NUM} classes "
-        f"of {SEGMENT_MS} ms, from {a.asr}")
+        f"of {SEGMENT_MS} ms, from {a.asr}" + (f" and {a.init_gguf}" if a.init_gguf else ""))
     train(model, tok, clips, keep, a.steps, a.batch, a.lr, a.seed)
 
     out = a.out
