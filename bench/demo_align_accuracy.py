@@ -14,6 +14,9 @@ reports is compared with the aligner's (two words espeak-ng speaks as one have n
 
 --condition as bench/demo_wer.py (tests/support/demo_scenes.py): continuous, pauses, noise, isolated;
 the word times of the pieces are espeak-ng's, shifted by where each piece was put.
+--run MODEL measures the words of `asrgguf run --timestamps word` instead (the ASR model's text, then
+the aligner; MODEL "demo" or a directory holding the demo GGUF pair): only clips whose transcript is the
+spoken text (after demo_speech.normalize) can be compared, and their count is printed.
 
 Figures: docs/demo.md ("The demo aligner", accuracy).
 """
@@ -43,6 +46,8 @@ def main(argv=None):
     ap.add_argument("--speed", type=int, default=SPEED)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--condition", choices=scenes.CONDITIONS, default="continuous")
+    ap.add_argument("--run", metavar="MODEL", help="through the ASR model's text (Transcriber, timestamps='word'): "
+                    "'demo' or a directory with qwen3-asr-demo-q8_0.gguf and its mmproj")
     ap.add_argument("--show", action="store_true", help="print each sentence's words with both times")
     a = ap.parse_args(argv)
     if not 1 <= a.n <= speech.N_HELD_OUT:
@@ -57,10 +62,25 @@ def main(argv=None):
         made = scenes.test_set(a.condition, a.n, a.voice, a.speed)
         texts, refs = [t for _, t, _ in made], [(x, scenes.RATE, w) for x, _, w in made]
     al = Aligner.load(a.aligner, threads=a.threads)
+    tr, compared = None, 0
+    if a.run:
+        from asrgguf import Transcriber
+
+        tr = (Transcriber.from_pretrained("demo", threads=a.threads, aligner=al) if a.run == "demo" else
+              Transcriber.from_gguf(Path(a.run) / "qwen3-asr-demo-q8_0.gguf", threads=a.threads, aligner=al))
     errs, seconds = [], 0.0
     try:
         for text, (wav, sr, spans) in zip(texts, refs):
-            words = al.align((wav, sr), text, "English")
+            if tr is None:
+                words = al.align((wav, sr), text, "English")
+            else:
+                from asrgguf.audio import prepare
+
+                res = tr.transcribe_all(prepare(wav, sr), language="English", timestamps="word")
+                if speech.normalize(res.text) != speech.normalize(text):
+                    continue
+                words = [w for seg in res.segments for w in seg.words]
+                compared += 1
             e = errors(words, spans)
             errs += e
             seconds += len(wav) / sr
@@ -70,12 +90,15 @@ def main(argv=None):
                     f = lambda x: "   -  " if x is None else f"{x:6.3f}"  # noqa: E731
                     print(f"  {w.text:>12}  aligner {w.start:6.3f} {w.end:6.3f}   espeak-ng {f(s0)} {f(s1)}")
     finally:
-        al.close()
+        (tr or al).close()   # the Transcriber closes its aligner
+    if not errs:
+        sys.exit(f"no clip to compare: none of the {len(texts)} was transcribed exactly (--run {a.run})")
     ms = np.array([x for _, x in errs]) * 1000
     starts = np.array([x for k, x in errs if k == "start"]) * 1000
     ends = np.array([x for k, x in errs if k == "end"]) * 1000
     print(f"{len(texts)} clips ({seconds:.0f} s), {len(ms)} boundaries; condition {a.condition}, voice {a.voice}, speed {a.speed}, "
-          f"aligner {a.aligner}")
+          f"aligner {a.aligner}" + (f"; through run --model {a.run}: {compared} clips transcribed exactly, compared"
+                                 if a.run else ""))
     print(f"mean absolute error {ms.mean():.1f} ms (starts {starts.mean():.1f}, ends {ends.mean():.1f}); "
           f"median {np.median(ms):.0f} ms; within 100 ms {100 * (ms <= 100).mean():.1f} %; "
           f"within 200 ms {100 * (ms <= 200).mean():.1f} %; largest {ms.max():.0f} ms")
