@@ -66,6 +66,7 @@ PROMPT_WORDS = ["system", "user", "assistant", "language English", "language Non
 # own with a tail of up to MAX_TAIL (loss on the tail only), so that it holds to the official limit
 AFTER_END = 3
 MAX_TAIL = 520
+TAIL_EVERY_FINE_TUNE = 4    # a fine-tune (--init) keeps what its checkpoint learnt of the tail with it every 4th step
 
 
 def log(msg: str) -> None:
@@ -317,7 +318,7 @@ def optimizer(params, lr: float, steps: int):
 
 
 def train(model, tok, clips: Clips, chunk_texts: list[str], runs: list[list[int]], steps: int, batch: int,
-          lr: float, seed: int, log_every: int = 25):
+          lr: float, seed: int, log_every: int = 25, tail_every: int = 1, head_first: int = 0):
     import torch
     import torch.nn.functional as F
 
@@ -361,24 +362,30 @@ def train(model, tok, clips: Clips, chunk_texts: list[str], runs: list[list[int]
         emb = thinker.get_input_embeddings()(ids)
         emb = emb.masked_scatter((ids == audio_pad).unsqueeze(-1).expand_as(emb), audio.to(emb.dtype))
         out = thinker(inputs_embeds=emb, attention_mask=am, labels=lab)
-        phone = F.cross_entropy(phone_head(audio), torch.from_numpy(np.concatenate(phones)))
+        # a fine-tune's phoneme head starts from nothing: it learns alone (the encoder not pulled by it) first
+        heard = audio.detach() if step < head_first else audio
+        phone = F.cross_entropy(phone_head(heard), torch.from_numpy(np.concatenate(phones)))
         word = F.cross_entropy(thinker.lm_head(audio), torch.from_numpy(np.concatenate(spoken)), ignore_index=-100)
-        # the first clip again, alone, with a long <|endoftext|> tail: the loss on the tail only
-        tail = int(tail_rng.integers(AFTER_END, MAX_TAIL + 1)) - AFTER_END
-        t_ids = torch.tensor([seqs[0] + [pad] * tail])
-        t_lab = torch.full_like(t_ids, -100)
-        t_lab[0, len(seqs[0]) - AFTER_END:] = pad
-        t_emb = thinker.get_input_embeddings()(t_ids)
-        t_emb = t_emb.masked_scatter((t_ids == audio_pad).unsqueeze(-1).expand_as(t_emb),
-                                     audio[:n_audio[0]].to(t_emb.dtype))
-        end = thinker(inputs_embeds=t_emb, labels=t_lab).loss
-        loss = out.loss + FRAME_WEIGHT * (phone + word) + end
+        loss = out.loss + FRAME_WEIGHT * (phone + word)
+        end = torch.zeros(())
+        if step % tail_every == 0:
+            # the first clip again, alone, with a long <|endoftext|> tail: the loss on the tail only
+            tail = int(tail_rng.integers(AFTER_END, MAX_TAIL + 1)) - AFTER_END
+            t_ids = torch.tensor([seqs[0] + [pad] * tail])
+            t_lab = torch.full_like(t_ids, -100)
+            t_lab[0, len(seqs[0]) - AFTER_END:] = pad
+            t_emb = thinker.get_input_embeddings()(t_ids)
+            t_emb = t_emb.masked_scatter((t_ids == audio_pad).unsqueeze(-1).expand_as(t_emb),
+                                         audio[:n_audio[0]].to(t_emb.dtype))
+            end = thinker(inputs_embeds=t_emb, labels=t_lab).loss
+            loss = loss + end
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         opt.step()
         sched.step()
-        cur = (out.loss.item(), phone.item(), word.item(), end.item())
+        cur = (out.loss.item(), phone.item(), word.item(),
+               end.item() if step % tail_every == 0 or avg is None else avg[3])
         avg = cur if avg is None else tuple(0.95 * a + 0.05 * c for a, c in zip(avg, cur))
         if (step + 1) % log_every == 0 or step + 1 == steps:
             el, cpu = time.time() - t0, time.process_time() - c0
@@ -448,7 +455,8 @@ def main(argv=None):
         init_front_end(model.thinker.audio_tower)
     log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, vocabulary {len(tok)}"
         + (f", from {a.init}" if a.init else ""))
-    train(model, tok, clips, chunk_texts, keep, a.steps, a.batch, a.lr, a.seed)
+    train(model, tok, clips, chunk_texts, keep, a.steps, a.batch, a.lr, a.seed,
+          tail_every=TAIL_EVERY_FINE_TUNE if a.init else 1, head_first=max(1, a.steps // 20) if a.init else 0)
 
     out = a.out
     out.mkdir(parents=True, exist_ok=True)
