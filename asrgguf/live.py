@@ -11,9 +11,12 @@
   (a short request), at most one in flight per stream; work per step is bounded by the utterance's
   length (at most `max_utterance_seconds`), so hours of audio cost the same per second as the first
   minute. The text so far is a partial's text; the final replaces it.
+* The stream keeps one sequence of the batch between its steps (`generate.KeptSeq`, `keep_kv`): the KV
+  cache of the prompt's prefix and of the audio rows that did not change (the completed encoder windows),
+  so a step re-prefills only from the first changed row; a final reuses only rows its own (offline)
+  encoder gave bit for bit, so it stays exact.
 
-docs/streaming.md has the strategy, its knobs and what is not built yet (cached encoder windows and the
-KV-cache prefix kept between partial steps).
+docs/streaming.md has the strategy, its knobs and what is not built yet.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import AsrggufError
+from .generate import KeptSeq
 from .pieces import SAMPLE_RATE, Piece
 from .results import Segment
 from .scheduler import PushFeed, Request
@@ -39,6 +43,7 @@ class LivePiece(Piece):
     prefix: tuple = field(default=())
     draft: tuple = field(default=())
     embed: object = None   # a callable giving the piece's embeddings (partials: the cached encoder windows)
+    keep: object = None    # the stream's kept sequence (`generate.KeptSeq`): prefill only what changed
 
 
 @dataclass
@@ -61,7 +66,7 @@ class Stream:
 
     def __init__(self, engine, opts, vad: VadOptions | None = None, step_seconds: float = 1.0,
                  max_utterance_seconds: float = 30.0, wait: bool = True, on_event=None, detect: bool = True,
-                 partials: str = "draft", rollback: int = 5, draft_final: bool = True):
+                 partials: str = "draft", rollback: int = 5, draft_final: bool = True, keep_kv: bool = True):
         if partials not in PARTIAL_MODES:
             raise AsrggufError(f"partials must be one of {', '.join(PARTIAL_MODES)} (got {partials!r})")
         if not 0 <= rollback <= 100:
@@ -90,6 +95,8 @@ class Stream:
         self.partials, self.rollback, self.draft_final = partials, rollback, draft_final
         self._last_ids: tuple = ()       # the token ids of the utterance's last partial
         self._enc = None                 # the utterance's LiveEncoder (partials; used by the engine's thread only)
+        # the stream's sequence kept between its jobs (not for partials="full", the from-scratch baseline)
+        self._kv = KeptSeq() if keep_kv and partials != "full" else None
         self.closed = False
 
     # --- the engine's callbacks (the scheduler's thread)
@@ -103,6 +110,8 @@ class Stream:
         if kind == "segment":
             seg = payload
             self._add(Event("final", seg.id, seg.text, seg.start, seg.end, seg))
+        elif self._kv is not None:   # done or failed: no job of the stream will need its sequence
+            self.engine.scheduler.release(self._kv, now=False)
 
     def _on_partial(self, utt: int, start: float):
         def emit(kind: str, payload) -> None:
@@ -129,7 +138,7 @@ class Stream:
         """An utterance given whole (a manual commit), `start` its first sample in the stream: decoded as a
         final like the detector's; returns its utterance number."""
         n = self._n_utt
-        self._finals.push(Piece(n, np.asarray(wav, np.float32), start, int(wav.size)))
+        self._finals.push(LivePiece(n, np.asarray(wav, np.float32), start, int(wav.size), keep=self._kv))
         self._n_utt += 1
         self.engine.scheduler.wake()
         return n
@@ -146,6 +155,8 @@ class Stream:
         self.closed = True
         if self._partial is not None:
             self.engine.scheduler.cancel(self._partial)
+        if self.wait:
+            self._release_kv()
         return self._take()
 
     def close(self) -> None:
@@ -154,6 +165,11 @@ class Stream:
         for r in (self._final_req, self._partial):
             if r is not None:
                 self.engine.scheduler.cancel(r)
+        self._release_kv()
+
+    def _release_kv(self) -> None:
+        if self._kv is not None and not self._kv.released:
+            self.engine.scheduler.release(self._kv)
 
     # --- internals
     def _final(self, start: int, end: int) -> None:
@@ -162,7 +178,8 @@ class Stream:
         self._add(Event("speech_stopped", self._n_utt, "", start / SAMPLE_RATE, end / SAMPLE_RATE))
         wav = self._tape.take(start, end)
         # as a file of the utterance (no padding); the last partial's tokens as a draft the decode verifies
-        piece = LivePiece(self._n_utt, wav, start, end - start, draft=self._last_ids if self.draft_final else ())
+        piece = LivePiece(self._n_utt, wav, start, end - start, draft=self._last_ids if self.draft_final else (),
+                          keep=self._kv)
         self._n_utt += 1
         self._open = None
         self._last_ids = ()
@@ -204,9 +221,9 @@ class Stream:
             embed = _cached_embeddings(self._enc, wav)
             if self.partials == "rollback":   # the official streaming: the last text less its last tokens, given
                 piece = LivePiece(0, wav, start, now - start, prefix=ids[:max(0, len(ids) - self.rollback)],
-                                  embed=embed)
+                                  embed=embed, keep=self._kv)
             else:                             # checked: the greedy decode of the utterance so far, made cheap
-                piece = LivePiece(0, wav, start, now - start, draft=ids, embed=embed)
+                piece = LivePiece(0, wav, start, now - start, draft=ids, embed=embed, keep=self._kv)
         feed.push(piece)
         feed.end()
         opts = replace(self.opts, timestamps="segment")   # partials: no word times
