@@ -167,8 +167,8 @@ class Stream:
                 self.engine.scheduler.cancel(r)
         self._release_kv()
 
-    def _release_kv(self) -> None:
-        if self._kv is not None and not self._kv.released:
+    def _release_kv(self) -> None:   # (again after the final's "done", which leaves it to the next pump)
+        if self._kv is not None:
             self.engine.scheduler.release(self._kv)
 
     # --- internals

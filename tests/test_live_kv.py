@@ -203,6 +203,7 @@ def test_demo_stream_with_and_without_kept_sequence(demo, data_dir):
             events += s.finish()
         finally:
             demo.scheduler.submit = submit
+        assert demo.scheduler.batcher.kept == 0 and (s._kv is None) == (not keep)   # finish freed it
         steps = [(r.stats["prompt_tokens"], r.stats["prefilled_tokens"], r.stats["reused_tokens"]) for r in reqs
                  if r is not s._final_req]
         f = s._final_req.stats
@@ -219,4 +220,3 @@ def test_demo_stream_with_and_without_kept_sequence(demo, data_dir):
     assert final[2] >= n0 + 104 and final0[2] == 0 and final[1] < final0[1] - 104
     _, _, start, end, ids = ev[kinds.index("final")]
     assert ids == demo.transcribe_all(wav[round(start * SR):round(end * SR)], language="English").token_ids
-    assert demo.scheduler.batcher.kept == 0   # finish freed it
