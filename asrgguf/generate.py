@@ -177,7 +177,8 @@ class Batcher:
                 k.batcher, k.seq = None, -1
             raise
         if k is not None:
-            k.batcher, k.seq, k.ids, k.emb, k.job = self, s, list(p.prefix), job.emb, job
+            k.batcher, k.seq, k.ids, k.job = self, s, list(p.prefix), job
+            k.emb = np.ascontiguousarray(job.emb, np.float32)
         job._seq, job._pos = s, q
         job.reused, job.prefilled = same, q - same
         job.emb = None  # the KV cache has it now

@@ -82,9 +82,10 @@ def main(argv=None):
     finals = [e for e in ev1 if e[0] == "final"]
     print(f"utterance {finals[0][3] - finals[0][2]:.1f} s (final), {len(kept) - 1} partials; "
           f"events equal with and without: {ev1 == ev0}")
-    print("| step | speech so far (s, about) | prompt positions | prefilled without | prefilled with kept sequence | reused |")
+    print("| step | speech so far (s, about) | prompt positions | prefilled without "
+          "| prefilled with kept sequence | reused |")
     print("|---|---:|---:|---:|---:|---:|")
-    for i, ((p, pf, r), (p0, pf0, _)) in enumerate(zip(kept, fresh)):
+    for i, ((p, pf, r), (_, pf0, _)) in enumerate(zip(kept, fresh)):
         last = i == len(kept) - 1
         name = "final" if last else str(i + 1)
         secs = f"{finals[0][3] - finals[0][2]:.1f}" if last else f"{(i + 1) * a.step_seconds:g}"
