@@ -220,3 +220,71 @@ def test_demo_stream_with_and_without_kept_sequence(demo, data_dir):
     assert final[2] >= n0 + 104 and final0[2] == 0 and final[1] < final0[1] - 104
     _, _, start, end, ids = ev[kinds.index("final")]
     assert ids == demo.transcribe_all(wav[round(start * SR):round(end * SR)], language="English").token_ids
+
+
+@pytest.fixture(scope="module")
+def two_sentences(data_dir):
+    """The demo's two held-out-voice sentences 0.2 s apart (one utterance: the detector needs 0.5 s of
+    silence, and a silence begins inside it), between 1 s and 2 s of silence."""
+    import support.demo_speech as speech
+    from conftest import espeak
+
+    from asrgguf import audio
+
+    texts = [speech.SAMPLE_TEXT, "Tom bought a red bike on Friday."]
+    clips = [audio.load(str(espeak(data_dir / f"live{i}.wav", t, speech.TEST_VOICE))) for i, t in enumerate(texts)]
+    z = lambda s: np.zeros(int(s * SR), np.float32)  # noqa: E731
+    return np.concatenate([z(1), clips[0], z(0.2), clips[1], z(2)])
+
+
+@pytest.mark.parametrize("wait", [True, False])
+def test_speculative_final_is_verified_and_dropped_when_speech_resumes(demo, two_sentences, monkeypatch, wait):
+    """speculative_final: when the detector's silence begins the utterance is decoded as it would then end; the
+    final with the same samples takes its embeddings and its ids as a verified draft (all accepted, the kept
+    sequence holding every row: only the suffix and the draft are prefilled) and equals `transcribe` on the
+    utterance; a silence that speech ends (inside the utterance) drops its speculative decode. wait=False: nothing is
+    pumped while feeding, so the final waits for its speculative decode."""
+    import asrgguf.live as live
+
+    made = []
+
+    class Spy(live._Spec):
+        def __init__(self, region, wav):
+            super().__init__(region, wav)
+            made.append(self)
+    monkeypatch.setattr(live, "_Spec", Spy)
+    waited = []
+    poll = live._FinalFeed.poll
+
+    def spy_poll(feed):
+        head = feed._q[0] if feed._q else None
+        waited.append(getattr(head, "spec", None) is not None and not head.spec.req.finished)
+        return poll(feed)
+    monkeypatch.setattr(live._FinalFeed, "poll", spy_poll)
+    encodes = []
+    encode = demo.encode
+    monkeypatch.setattr(demo, "encode", lambda w: encodes.append(w.size) or encode(w))
+    wav = two_sentences
+    s = demo.stream(language="English", speculative_final=True, wait=wait)
+    events = []
+    for i in range(0, wav.size, 1600):
+        events += s.feed(wav[i:i + 1600])
+    events += s.finish()
+    while not s._final_req.finished:
+        demo.scheduler.pump()
+    events += s._take()
+    finals = [e for e in events if e.type == "final"]
+    assert len(finals) == 1
+    seg = finals[0].segment
+    region = (round(seg.start * SR), round(seg.end * SR))
+    n_encodes = len(encodes)
+    assert n_encodes == sum(sp.emb is not None for sp in made)   # the final did not encode again
+    assert seg.token_ids == demo.transcribe_all(wav[region[0]:region[1]], language="English").token_ids
+    used = [sp for sp in made if sp.region == region]
+    assert len(used) == 1 and len(made) >= 2 and used[0].ids == tuple(seg.token_ids)   # the gap's was dropped
+    f = s._final_req.stats
+    p = build_prompt(demo.decoder.tokenize, 0, "", "English")
+    assert f["draft_accepted"] == len(seg.token_ids)
+    assert f["reused_tokens"] == f["prompt_tokens"] - len(p.suffix)
+    assert f["prefilled_tokens"] == len(p.suffix) + len(seg.token_ids)
+    assert any(waited) != wait   # unpumped, the final waited for its speculative decode
