@@ -254,6 +254,10 @@ def main(argv=None):
     ap.add_argument("--partials", default="draft", help="Stream(partials=...): draft, rollback or full")
     ap.add_argument("--no-draft-final", action="store_true",
                     help="finals decoded without the last partial as a draft")
+    ap.add_argument("--no-keep-kv", action="store_true",
+                    help="no kept sequence: every step prefills its whole prompt (Stream(keep_kv=False))")
+    ap.add_argument("--speculative-final", action="store_true",
+                    help="decode the utterance when the detector's silence begins (Stream(speculative_final=True))")
     ap.add_argument("--compare", default="",
                     help="partial modes to compare first, alternately (e.g. draft,rollback,full)")
     ap.add_argument("--compare-minutes", type=float, default=1.0)
@@ -264,7 +268,8 @@ def main(argv=None):
     dec, mm = (a.decoder, a.mmproj) if a.decoder else ensure_pair(a.random, a.workdir)
     log(f"live_latency: {dec.name} + {mm.name}, {a.threads} threads, {cpu_line()}")
     eng = Engine(dec, mm, a.threads, a.tokens_per_second)
-    opts = {"step_seconds": a.step_seconds, "partials": a.partials, "draft_final": not a.no_draft_final}
+    opts = {"step_seconds": a.step_seconds, "partials": a.partials, "draft_final": not a.no_draft_final,
+            "keep_kv": not a.no_keep_kv, "speculative_final": a.speculative_final}
     out: dict = {"cpu": cpu_line(), "decoder": str(dec), "threads": a.threads,
                  "tokens_per_second": a.tokens_per_second, "options": opts}
 
@@ -355,7 +360,8 @@ def main(argv=None):
 
     s = out["single"]
     print(f"Live stream, {Path(dec).name}, {a.threads} threads, {a.tokens_per_second:g} tokens per audio second, "
-          f"step {a.step_seconds:g} s, partials {a.partials}, draft final {not a.no_draft_final}; "
+          f"step {a.step_seconds:g} s, partials {a.partials}, draft final {not a.no_draft_final}, "
+          f"kept sequence {not a.no_keep_kv}, speculative final {a.speculative_final}; "
           f"CPU: {cpu_line()}\n")
     print("| measure | value |\n|---|---:|")
     print(f"| stream length / utterances / finals | {s['audio_s']:.0f} s / {s['utterances']} / {s['finals']} |")
