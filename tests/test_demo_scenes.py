@@ -77,3 +77,34 @@ def test_pauses_set_is_the_continuous_text_spread_out():
     for (x0, t0, w0), (x1, t1, w1) in zip(cont, paused):
         assert t0 == t1 and len(w0) == len(w1)
         assert x1.size > x0.size
+
+
+def test_training_labels_follow_the_layout(tmp_path):
+    """tools/train_demo.py's per-frame labels of a laid-out clip: each piece's phonemes and word tokens where
+    the piece was put (espeak-ng's phoneme events, shifted), silence and no token in the gap between."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import train_demo
+    from qwen_asr.core.transformers_backend import Qwen3ASRProcessor
+
+    from asrgguf import demo
+
+    tok = Qwen3ASRProcessor.from_pretrained(demo.CHECKPOINT).tokenizer
+    chunks = ["Seven red", "boxes."]
+    clips = train_demo.Clips.synthesize([(c, "en-us+m3", 160, 50) for c in chunks], tmp_path)
+    gap = 16000
+    offsets = [4000, 4000 + len(clips.wavs[0]) + gap]
+    n = 200
+    phones, toks = train_demo.scene_labels(clips, chunks, tok, " ".join(chunks), list(zip((0, 1), offsets)), n)
+    centre = ((np.arange(n) // 13) * 100 + (np.arange(n) % 13) * 8 + 4) * 160
+    in_gap = (centre >= offsets[0] + clips.ends[0]) & (centre < offsets[1])
+    assert in_gap.sum() >= 10 and not phones[in_gap].any() and (toks[in_gap] == -100).all()
+    boxes = tok(" boxes", add_special_tokens=False)["input_ids"]
+    second = (centre >= offsets[1] + clips.starts[1][0] + 800) & (centre < offsets[1] + clips.ends[1] - 800)
+    assert second.sum() >= 5 and set(toks[second]) <= set(boxes)
+    seven = tok("Seven", add_special_tokens=False)["input_ids"]
+    first = (centre >= offsets[0] + 800) & (centre < offsets[0] + clips.starts[0][np.flatnonzero(clips.positions[0] > 1)[0]])
+    assert first.sum() >= 3 and set(toks[first]) <= set(seven)
+    assert phones[second].any() and phones[first].any()
