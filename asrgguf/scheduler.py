@@ -10,7 +10,10 @@ the engine's one `generate.Batcher` (the sequences of its llama.cpp context) and
 * grows the context when a piece does not fit: admissions stop until the sequences are idle, then the
   KV cache is made larger (the header's duration of a file is only an estimate);
 * advances every active sequence by one token (`Batcher.step`: one `llama_decode` for all of them) and
-  hands each finished piece to `engine.segment`; segments reach their request in piece order.
+  hands each finished piece to `engine.segment`; segments reach their request in piece order. With the
+  decode loop in C (asrgguf/decode_loop.py) one pump runs many steps: it comes back when a piece finishes,
+  after at most `decode_loop.STEPS` steps or `decode_loop.SECONDS`, or at once when `submit`, `cancel` or
+  `wake` interrupt it.
 
 Whoever needs results drives it: `Transcriber.transcribe`'s generator pumps in the caller's thread, the
 server pumps in its one engine thread (`run_forever`). Pumps are serialized by a lock, so several
@@ -25,6 +28,7 @@ import threading
 import time
 from typing import Callable, Iterator
 
+from .decode_loop import STEPS
 from .errors import AsrggufError
 from .pieces import SAMPLE_RATE
 
@@ -190,7 +194,7 @@ class Scheduler:
     def submit(self, req: Request) -> Request:
         with self._inbox_lock:
             self._inbox.append(req)
-        self._wake.set()
+        self.wake()
         return req
 
     def cancel(self, req: Request) -> None:
@@ -201,7 +205,7 @@ class Scheduler:
         req.cancelled = True
         with self._inbox_lock:
             self._cancels.append(req)
-        self._wake.set()
+        self.wake()
         if self._lock.acquire(blocking=False):
             try:
                 self._take_inbox()
@@ -210,6 +214,9 @@ class Scheduler:
 
     def wake(self) -> None:
         self._wake.set()
+        b = self.batcher
+        if b is not None:
+            b.interrupt()   # a running C decode loop returns after its step: the next pump sees what came
 
     @property
     def n_seq(self) -> int:
@@ -237,15 +244,14 @@ class Scheduler:
             holders = {j.tag[0] for j in b.active}
             t0 = time.perf_counter()
             try:
-                finished = b.step()
+                finished = b.step(STEPS)
             except Exception as e:  # noqa: BLE001 - the requests in the step fail, the others go on
                 for r in holders:
                     self._drop(r, e)
                 return True
             dt = time.perf_counter() - t0
-            going = len(b.active)
-            self.stats["steps"] += 1 if going else 0
-            self.stats["step_rows"] += going
+            self.stats["steps"] += b.last_steps
+            self.stats["step_rows"] += b.last_rows
             self.stats["decode_s"] += dt
             for r in holders:
                 r.stats["decode"] += dt
