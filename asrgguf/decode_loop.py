@@ -48,7 +48,7 @@ class Args(ctypes.Structure):
                 ("max_steps", ctypes.c_int32), ("rep_min_count", ctypes.c_int32),
                 ("rep_min_tokens", ctypes.c_int32), ("rep_max_ngram", ctypes.c_int32),
                 ("end", ctypes.c_int32), ("steps", ctypes.c_int32), ("rows", ctypes.c_int32),
-                ("decode_rc", ctypes.c_int32), ("reserved", ctypes.c_int32)]
+                ("decode_rc", ctypes.c_int32), ("reserved", ctypes.c_int32), ("llama_ns", ctypes.c_int64)]
 
 
 _state: dict = {}
@@ -159,6 +159,7 @@ class Loop:
         a.interrupt = ctypes.addressof(self._flag)
         a.rep_min_count, a.rep_min_tokens, a.rep_max_ngram = repeat
         self._args = a
+        self.llama_s = 0.0   # wall time inside llama_decode over the loop's life (bench/decode_loop.py)
 
     def interrupt(self) -> None:
         """Make a running `run` return after its current step (any thread)."""
@@ -191,6 +192,7 @@ class Loop:
         t0 = time.perf_counter()
         end = self._lib.asrgguf_loop_run(ctypes.byref(a), seqs, len(jobs))
         seconds = time.perf_counter() - t0
+        self.llama_s += a.llama_ns * 1e-9
         done = []
         for s, j, buf in zip(seqs, jobs, bufs):
             j.ids.extend(buf[len(j.ids):s.n_ids].tolist())

@@ -12,8 +12,8 @@ the engine's one `generate.Batcher` (the sequences of its llama.cpp context) and
 * advances every active sequence by one token (`Batcher.step`: one `llama_decode` for all of them) and
   hands each finished piece to `engine.segment`; segments reach their request in piece order. With the
   decode loop in C (asrgguf/decode_loop.py) one pump runs many steps: it comes back when a piece finishes,
-  after at most `decode_loop.STEPS` steps or `decode_loop.SECONDS`, or at once when `submit`, `cancel` or
-  `wake` interrupt it.
+  after at most `decode_loop.STEPS` steps or `decode_loop.SECONDS`, or after the current step when `cancel`,
+  or `submit` / `wake` while a sequence is free, interrupt it.
 
 Whoever needs results drives it: `Transcriber.transcribe`'s generator pumps in the caller's thread, the
 server pumps in its one engine thread (`run_forever`). Pumps are serialized by a lock, so several
@@ -205,7 +205,9 @@ class Scheduler:
         req.cancelled = True
         with self._inbox_lock:
             self._cancels.append(req)
-        self.wake()
+        self._wake.set()
+        if self.batcher is not None:
+            self.batcher.interrupt()   # a running C decode loop returns after its step: the next pump drops it
         if self._lock.acquire(blocking=False):
             try:
                 self._take_inbox()
@@ -215,8 +217,8 @@ class Scheduler:
     def wake(self) -> None:
         self._wake.set()
         b = self.batcher
-        if b is not None:
-            b.interrupt()   # a running C decode loop returns after its step: the next pump sees what came
+        if b is not None and b.free:
+            b.interrupt()   # a running C decode loop returns after its step: the next pump fills the free sequence
 
     @property
     def n_seq(self) -> int:

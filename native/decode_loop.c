@@ -63,6 +63,7 @@ typedef struct asrgguf_loop_args {
     int32_t rows;                 /* rows over those calls */
     int32_t decode_rc;            /* llama_decode's code when END_DECODE_FAILED */
     int32_t reserved;
+    int64_t llama_ns;             /* wall time inside llama_decode (what the loop adds is the rest) */
 } asrgguf_loop_args;
 
 static int64_t now_ns(void) {
@@ -158,6 +159,7 @@ API int32_t asrgguf_loop_run(asrgguf_loop_args *a, asrgguf_loop_seq *seqs, int32
     logits_fn logits = (logits_fn)a->get_logits_ith;
     const int64_t t_start = now_ns();
     a->steps = a->rows = a->decode_rc = 0;
+    a->llama_ns = 0;
     a->end = END_FINISHED;
     int32_t n_pos = a->n_pos > 0 ? a->n_pos : 1;
     llama_token *token = malloc(sizeof(llama_token) * (n_seqs + 1));
@@ -217,7 +219,9 @@ API int32_t asrgguf_loop_run(asrgguf_loop_args *a, asrgguf_loop_seq *seqs, int32
             memset(&b, 0, sizeof b);
             b.n_tokens = n_go, b.token = token, b.embd = NULL, b.pos = pos;
             b.n_seq_id = n_seq_id, b.seq_id = seq_ptrs, b.logits = out;
+            const int64_t t1 = now_ns();
             int32_t rc = decode(a->ctx, b);
+            a->llama_ns += now_ns() - t1;
             if (rc != 0) {
                 a->decode_rc = rc;
                 a->end = END_DECODE_FAILED;
