@@ -168,9 +168,9 @@ class Loop:
     def clear_interrupt(self) -> None:
         self._flag.value = 0
 
-    def run(self, jobs, max_steps: int = STEPS, max_seconds: float | None = None) -> tuple:
-        """Greedy steps for `jobs` (generate.Job, each with a pending token) until one finishes, max_steps,
-        max_seconds or an interrupt. Updates each job (ids, position, pending token, decode_s,
+    def run(self, jobs, max_steps: int | None = None, max_seconds: float | None = None) -> tuple:
+        """Greedy steps for `jobs` (generate.Job, each with a pending token) until one finishes, max_steps
+        (STEPS), max_seconds (SECONDS) or an interrupt. Updates each job (ids, position, pending token, decode_s,
         repetition_stopped) and returns (the finished jobs, steps, rows, seconds, error): error is None, or the
         AsrggufError of a failed llama_decode (the jobs updated up to it)."""
         dec = self.decoder
@@ -178,7 +178,7 @@ class Loop:
             raise AsrggufError(f"{dec.path}: no llama.cpp context (creating one failed earlier)")
         a = self._args
         a.ctx, a.n_vocab, a.n_pos = dec.ctx, dec.n_vocab, dec.n_pos
-        a.max_steps = max(1, int(max_steps))
+        a.max_steps = max(1, int(STEPS if max_steps is None else max_steps))
         a.max_ns = max(0, int((SECONDS if max_seconds is None else max_seconds) * 1e9))
         seqs = (Seq * len(jobs))()
         bufs = []

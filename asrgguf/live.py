@@ -11,9 +11,12 @@
   (a short request), at most one in flight per stream; work per step is bounded by the utterance's
   length (at most `max_utterance_seconds`), so hours of audio cost the same per second as the first
   minute. The text so far is a partial's text; the final replaces it.
+* The stream keeps one sequence of the batch between its steps (`generate.KeptSeq`, `keep_kv`): the KV
+  cache of the prompt's prefix and of the audio rows that did not change (the completed encoder windows),
+  so a step re-prefills only from the first changed row; a final reuses only rows its own (offline)
+  encoder gave bit for bit, so it stays exact.
 
-docs/streaming.md has the strategy, its knobs and what is not built yet (cached encoder windows and the
-KV-cache prefix kept between partial steps).
+docs/streaming.md has the strategy, its knobs and what is not built yet.
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from .errors import AsrggufError
+from .generate import KeptSeq
 from .pieces import SAMPLE_RATE, Piece
 from .results import Segment
 from .scheduler import PushFeed, Request
@@ -39,6 +43,36 @@ class LivePiece(Piece):
     prefix: tuple = field(default=())
     draft: tuple = field(default=())
     embed: object = None   # a callable giving the piece's embeddings (partials: the cached encoder windows)
+    keep: object = None    # the stream's kept sequence (`generate.KeptSeq`): prefill only what changed
+    spec: object = None    # a final's speculative decode (`_Spec`), waited for by `_FinalFeed`
+
+
+class _Spec:
+    """A speculative final: the utterance as it ends if the silence that began goes on, decoded (as a partial)
+    when the detector's silence begins, with the offline encoder on exactly those samples."""
+
+    def __init__(self, region: tuple[int, int], wav: np.ndarray):
+        self.region, self.wav = region, wav
+        self.emb = self.ids = self.req = None
+
+
+class _FinalFeed(PushFeed):
+    """The finals' pieces in order. A final whose speculative decode is still running waits for it, then takes
+    its ids as the draft (verified) and its embeddings (same samples, same encoder): with the kept sequence it
+    prefills only the suffix and verifies the draft in one pass."""
+
+    def poll(self):
+        piece = self._q[0] if self._q else None
+        spec = getattr(piece, "spec", None)
+        if spec is not None:
+            if not spec.req.finished:
+                return None
+            piece.spec = None
+            if spec.ids is not None:
+                piece.draft = spec.ids
+            if spec.emb is not None:
+                piece.embed = lambda e=spec.emb: e
+        return super().poll()
 
 
 @dataclass
@@ -61,7 +95,8 @@ class Stream:
 
     def __init__(self, engine, opts, vad: VadOptions | None = None, step_seconds: float = 1.0,
                  max_utterance_seconds: float = 30.0, wait: bool = True, on_event=None, detect: bool = True,
-                 partials: str = "draft", rollback: int = 5, draft_final: bool = True):
+                 partials: str = "draft", rollback: int = 5, draft_final: bool = True, keep_kv: bool = True,
+                 speculative_final: bool = False):
         if partials not in PARTIAL_MODES:
             raise AsrggufError(f"partials must be one of {', '.join(PARTIAL_MODES)} (got {partials!r})")
         if not 0 <= rollback <= 100:
@@ -80,7 +115,7 @@ class Stream:
         self._tape = Tape()
         self._step = int(step_seconds * SAMPLE_RATE)
         self._events: list[Event] = []
-        self._finals = PushFeed()
+        self._finals = _FinalFeed()
         self._final_req = Request(self._finals, opts, emit=self._on_final, max_active=1)
         engine.scheduler.submit(self._final_req)
         self._n_utt = 0                  # utterances finalized (pushed)
@@ -90,6 +125,11 @@ class Stream:
         self.partials, self.rollback, self.draft_final = partials, rollback, draft_final
         self._last_ids: tuple = ()       # the token ids of the utterance's last partial
         self._enc = None                 # the utterance's LiveEncoder (partials; used by the engine's thread only)
+        # the stream's sequence kept between its jobs (not for partials="full", the from-scratch baseline)
+        self._kv = KeptSeq() if keep_kv and partials != "full" else None
+        self.speculative_final = speculative_final
+        self._spec: _Spec | None = None   # the speculative final of the utterance in progress
+        self._spec_reqs: list[Request] = []   # speculative decodes a final waits for (cancelled by close)
         self.closed = False
 
     # --- the engine's callbacks (the scheduler's thread)
@@ -103,6 +143,8 @@ class Stream:
         if kind == "segment":
             seg = payload
             self._add(Event("final", seg.id, seg.text, seg.start, seg.end, seg))
+        elif self._kv is not None:   # done or failed: no job of the stream will need its sequence
+            self.engine.scheduler.release(self._kv, now=False)
 
     def _on_partial(self, utt: int, start: float):
         def emit(kind: str, payload) -> None:
@@ -122,6 +164,7 @@ class Stream:
         self._tape.append(x)
         for r in self._det.feed(x):
             self._final(r.start, r.end)
+        self._maybe_speculate()
         self._maybe_partial()
         return self._take()
 
@@ -129,7 +172,7 @@ class Stream:
         """An utterance given whole (a manual commit), `start` its first sample in the stream: decoded as a
         final like the detector's; returns its utterance number."""
         n = self._n_utt
-        self._finals.push(Piece(n, np.asarray(wav, np.float32), start, int(wav.size)))
+        self._finals.push(LivePiece(n, np.asarray(wav, np.float32), start, int(wav.size), keep=self._kv))
         self._n_utt += 1
         self.engine.scheduler.wake()
         return n
@@ -146,14 +189,21 @@ class Stream:
         self.closed = True
         if self._partial is not None:
             self.engine.scheduler.cancel(self._partial)
+        if self.wait:
+            self._release_kv()
         return self._take()
 
     def close(self) -> None:
         """Drop the stream (its client went away): its sequences are freed at once."""
         self.closed = True
-        for r in (self._final_req, self._partial):
+        for r in (self._final_req, self._partial, *self._spec_reqs):
             if r is not None:
                 self.engine.scheduler.cancel(r)
+        self._release_kv()
+
+    def _release_kv(self) -> None:   # (again after the final's "done", which leaves it to the next pump)
+        if self._kv is not None:
+            self.engine.scheduler.release(self._kv)
 
     # --- internals
     def _final(self, start: int, end: int) -> None:
@@ -161,12 +211,21 @@ class Stream:
             self._add(Event("speech_started", self._n_utt, "", start / SAMPLE_RATE))
         self._add(Event("speech_stopped", self._n_utt, "", start / SAMPLE_RATE, end / SAMPLE_RATE))
         wav = self._tape.take(start, end)
+        spec, self._spec = self._spec, None
+        if spec is not None and (spec.region != (start, end) or not np.array_equal(spec.wav, wav)):
+            self.engine.scheduler.cancel(spec.req)   # decoded other samples: not this final's
+            spec = None
         # as a file of the utterance (no padding); the last partial's tokens as a draft the decode verifies
-        piece = LivePiece(self._n_utt, wav, start, end - start, draft=self._last_ids if self.draft_final else ())
+        # (or the speculative decode's, when it has the same samples: the final waits for it, _FinalFeed)
+        piece = LivePiece(self._n_utt, wav, start, end - start, draft=self._last_ids if self.draft_final else (),
+                          keep=self._kv, spec=spec)
         self._n_utt += 1
         self._open = None
         self._last_ids = ()
         self._enc = None
+        if spec is not None and self._partial is spec.req:
+            self._spec_reqs = [r for r in self._spec_reqs if not r.finished] + [spec.req]
+            self._partial = None
         if self._partial is not None:   # the final supersedes it
             self.engine.scheduler.cancel(self._partial)
             self._partial = None
@@ -186,6 +245,8 @@ class Stream:
             self._open = start
             self._add(Event("speech_started", self._n_utt, "", start / SAMPLE_RATE))
         now = self._det.samples
+        if self._spec is not None:   # silence began: the speculative final is the utterance's last partial
+            return
         if self.partials == "off" or now - max(start, self._last_partial_at) < self._step:
             return
         if self._partial is not None and not self._partial.finished:
@@ -204,9 +265,9 @@ class Stream:
             embed = _cached_embeddings(self._enc, wav)
             if self.partials == "rollback":   # the official streaming: the last text less its last tokens, given
                 piece = LivePiece(0, wav, start, now - start, prefix=ids[:max(0, len(ids) - self.rollback)],
-                                  embed=embed)
+                                  embed=embed, keep=self._kv)
             else:                             # checked: the greedy decode of the utterance so far, made cheap
-                piece = LivePiece(0, wav, start, now - start, draft=ids, embed=embed)
+                piece = LivePiece(0, wav, start, now - start, draft=ids, embed=embed, keep=self._kv)
         feed.push(piece)
         feed.end()
         opts = replace(self.opts, timestamps="segment")   # partials: no word times
@@ -214,6 +275,45 @@ class Stream:
         self.engine.scheduler.submit(self._partial)
         if self.wait:
             req = self._partial
+            self._pump_until(lambda: req.finished)
+
+    def _maybe_speculate(self) -> None:
+        """When the detector's silence begins (and the samples up to the region's padded end are in), decode the
+        utterance as it then ends, as a partial on the offline encoder; its final, if the silence goes on with
+        the same samples, waits for it and verifies its ids (exact). Speech resuming drops it."""
+        if not self.speculative_final:
+            return
+        det = self._det
+        end, start = det.tentative_end, det.speech_start
+        region = None if end is None or start is None or det.samples < end else (start, end)
+        if self._spec is not None and self._spec.region != region:
+            self.engine.scheduler.cancel(self._spec.req)
+            if self._partial is self._spec.req:
+                self._partial = None
+            self._spec = None
+        if region is None or self._spec is not None:
+            return
+        if self._partial is not None and not self._partial.finished:   # superseded
+            self.engine.scheduler.cancel(self._partial)
+        spec = self._spec = _Spec(region, self._tape.take(*region))
+
+        def embed() -> np.ndarray:
+            spec.emb = self.engine.encode(spec.wav)[0]
+            return spec.emb
+        partial = self._on_partial(self._n_utt, start / SAMPLE_RATE)
+
+        def emit(kind: str, payload) -> None:
+            if kind == "segment":
+                spec.ids = tuple(payload.token_ids)
+            partial(kind, payload)
+        feed = PushFeed()
+        feed.push(LivePiece(0, spec.wav, start, end - start, draft=self._last_ids, embed=embed, keep=self._kv))
+        feed.end()
+        spec.req = self._partial = Request(feed, replace(self.opts, timestamps="segment"), emit=emit, max_active=1)
+        self._last_partial_at = det.samples
+        self.engine.scheduler.submit(spec.req)
+        if self.wait:
+            req = spec.req
             self._pump_until(lambda: req.finished)
 
     def _pump_until(self, done) -> None:

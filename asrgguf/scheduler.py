@@ -6,14 +6,12 @@ the engine's one `generate.Batcher` (the sequences of its llama.cpp context) and
 * takes cancels and new requests (thread-safe: `submit` and `cancel` may come from any thread);
 * fills free sequences: the request holding the fewest sequences (the oldest on ties) that has a piece
   ready gets the next one: encoded (`engine.make_job`) and prefilled; a request never holds more
-  sequences than its `max_active` (a file's `parallel`);
+  sequences than its `max_active` (a file's `parallel`); a live stream's sequence kept between its jobs
+  (`generate.KeptSeq`) counts as free for the others (taken when needed) until `release` frees it;
 * grows the context when a piece does not fit: admissions stop until the sequences are idle, then the
   KV cache is made larger (the header's duration of a file is only an estimate);
-* advances every active sequence by one token (`Batcher.step`: one `llama_decode` for all of them) and
-  hands each finished piece to `engine.segment`; segments reach their request in piece order. With the
-  decode loop in C (asrgguf/decode_loop.py) one pump runs many steps: it comes back when a piece finishes,
-  after at most `decode_loop.STEPS` steps or `decode_loop.SECONDS`, or after the current step when `cancel`,
-  or `submit` / `wake` while a sequence is free, interrupt it.
+* advances every active sequence (`Batcher.step`: one `llama_decode` for all; the C loop, decode_loop.py, runs
+  steps until a piece ends or an interrupt) and hands each finished piece to `engine.segment`, in piece order.
 
 Whoever needs results drives it: `Transcriber.transcribe`'s generator pumps in the caller's thread, the
 server pumps in its one engine thread (`run_forever`). Pumps are serialized by a lock, so several
@@ -28,7 +26,6 @@ import threading
 import time
 from typing import Callable, Iterator
 
-from .decode_loop import STEPS
 from .errors import AsrggufError
 from .pieces import SAMPLE_RATE
 
@@ -159,10 +156,10 @@ class Request:
         self._next_index = 0          # the next segment to deliver
         self._done: dict = {}         # finished segments waiting for those before them
         self._waiting = None          # an encoded job waiting for a sequence or a larger context
-        self._piece = None            # a piece read and not yet encoded
         self.stats = {"features": 0.0, "encoder": 0.0, "prefill": 0.0, "decode": 0.0, "align": 0.0,
                       "prompt_tokens": 0, "generated_tokens": 0, "decode_steps_tokens": 0, "pieces": 0,
-                      "audio_seconds": 0.0, "draft_tokens": 0, "draft_accepted": 0}
+                      "audio_seconds": 0.0, "draft_tokens": 0, "draft_accepted": 0,
+                      "prefilled_tokens": 0, "reused_tokens": 0}
 
     def _deliver(self, kind: str, payload) -> None:
         if self.emit is not None:
@@ -184,17 +181,17 @@ class Scheduler:
         self._inbox_lock = threading.Lock()
         self._inbox: list[Request] = []
         self._cancels: list[Request] = []
+        self._releases: list = []              # kept sequences to free (live streams that ended)
         self.requests: list[Request] = []      # admitted, in arrival order
         self._wake = threading.Event()
         self._stop = False
         self.stats = {"requests_done": 0, "pieces": 0, "encode_s": 0.0, "prefill_s": 0.0, "decode_s": 0.0,
-                      "steps": 0, "step_rows": 0, "generated_tokens": 0, "cancelled_jobs": 0}
+                      "steps": 0, "step_rows": 0, "generated_tokens": 0, "cancelled_jobs": 0,
+                      "prefilled_tokens": 0, "reused_tokens": 0}
 
     # --- any thread
     def submit(self, req: Request) -> Request:
-        with self._inbox_lock:
-            self._inbox.append(req)
-        self.wake()
+        self._now(self._inbox, req, now=False)
         return req
 
     def cancel(self, req: Request) -> None:
@@ -203,22 +200,28 @@ class Scheduler:
         if req.finished:
             return
         req.cancelled = True
+        self._now(self._cancels, req)
+
+    def release(self, keep, now: bool = True) -> None:
+        """Free a live stream's kept sequence (`generate.KeptSeq`: the stream ended or its client went away) as
+        `cancel` frees a request's: at once when no pump is running, else (or now=False) at the next pump."""
+        keep.released = True   # from now on no job keeps it
+        self._now(self._releases, keep, now)
+
+    def _now(self, box: list, item, now: bool = True) -> None:
         with self._inbox_lock:
-            self._cancels.append(req)
-        self._wake.set()
-        if self.batcher is not None:
-            self.batcher.interrupt()   # a running C decode loop returns after its step: the next pump drops it
-        if self._lock.acquire(blocking=False):
+            box.append(item)
+        self.wake(force=True)
+        if now and self._lock.acquire(blocking=False):
             try:
                 self._take_inbox()
             finally:
                 self._lock.release()
 
-    def wake(self) -> None:
+    def wake(self, force: bool = False) -> None:
         self._wake.set()
-        b = self.batcher
-        if b is not None and b.free:
-            b.interrupt()   # a running C decode loop returns after its step: the next pump fills the free sequence
+        if self.batcher is not None and (force or self.batcher.free):   # something for the next pump to do:
+            self.batcher.interrupt()   # a running C decode loop returns after its step
 
     @property
     def n_seq(self) -> int:
@@ -246,7 +249,7 @@ class Scheduler:
             holders = {j.tag[0] for j in b.active}
             t0 = time.perf_counter()
             try:
-                finished = b.step(STEPS)
+                finished = b.step(None)
             except Exception as e:  # noqa: BLE001 - the requests in the step fail, the others go on
                 for r in holders:
                     self._drop(r, e)
@@ -299,8 +302,12 @@ class Scheduler:
         with self._inbox_lock:
             inbox, self._inbox = self._inbox, []
             cancels, self._cancels = self._cancels, []
+            releases, self._releases = self._releases, []
         for r in cancels:
             self._drop(r, None)
+        for k in releases:
+            if self.batcher is not None:
+                self.batcher.release(k)
         for r in inbox:
             if r.cancelled or r.finished:
                 r.finished = True
@@ -374,6 +381,9 @@ class Scheduler:
                 continue
             r.active += 1
             r.stats["prompt_tokens"] += len(job.prompt)
+            for key, v in (("prefilled_tokens", job.prefilled), ("reused_tokens", job.reused)):
+                r.stats[key] += v
+                self.stats[key] += v
             r.stats["prefill"] += job.prefill_s
             self.stats["prefill_s"] += job.prefill_s
             added = True
@@ -392,10 +402,9 @@ class Scheduler:
             self._drop(r, e)
             return
         r.stats["generated_tokens"] += len(job.ids)
-        r.stats["draft_tokens"] += len(job.draft)
-        r.stats["draft_accepted"] += job.draft_accepted
-        self.stats["draft_tokens"] = self.stats.get("draft_tokens", 0) + len(job.draft)
-        self.stats["draft_accepted"] = self.stats.get("draft_accepted", 0) + job.draft_accepted
+        for key, v in (("draft_tokens", len(job.draft)), ("draft_accepted", job.draft_accepted)):
+            r.stats[key] += v
+            self.stats[key] = self.stats.get(key, 0) + v
         r.stats["decode_steps_tokens"] += max(0, len(job.ids) - 1)
         self.stats["generated_tokens"] += len(job.ids)
         r._done[piece.index] = seg

@@ -252,7 +252,8 @@ class Transcriber:
         prompt = build_prompt(self.decoder.tokenize, len(emb), opts.context, opts.language)
         return Job(prompt, emb, opts.bench_tokens or opts.max_new_tokens, opts.repetition_guard,
                    exact_tokens=bool(opts.bench_tokens), tag=piece if tag is None else tag,
-                   prefix=list(getattr(piece, "prefix", ())), draft=list(getattr(piece, "draft", ())))
+                   prefix=list(getattr(piece, "prefix", ())), draft=list(getattr(piece, "draft", ())),
+                   keep=getattr(piece, "keep", None))
 
     def segment(self, job: Job, piece: Piece, opts: Options) -> Segment:
         """A finished job's text, language and times (words from the aligner when asked for)."""
@@ -335,18 +336,20 @@ class Transcriber:
     def stream(self, language: str | None = None, context: str = "", *, vad: VadOptions | None = None,
                step_seconds: float = 1.0, max_utterance_seconds: float = 30.0, wait: bool = True,
                on_event=None, detect: bool = True, partials: str = "draft", rollback: int = 5,
-               draft_final: bool = True, **options) -> Stream:
+               draft_final: bool = True, keep_kv: bool = True, speculative_final: bool = False, **options) -> Stream:
         """A live stream (`live.Stream`): feed(samples) / finish() give partial and final events; each final
         is what `transcribe` gives for the utterance's audio. vad: the utterance detector's settings
         (default `live.LIVE_VAD`); step_seconds: speech between partials; max_utterance_seconds: an
         utterance is cut at this length. partials: "draft" (the last partial's tokens verified: each partial
         is the greedy decode of the utterance so far), "rollback" (the official streaming: the last partial
         less its last `rollback` tokens taken as given) or "full" (decoded from scratch); draft_final: the
-        last partial's tokens as the final's draft (verified: the final stays exact).
+        last partial's tokens as the final's draft (verified: the final stays exact); keep_kv: the stream keeps
+        its sequence's KV cache between its steps and re-prefills only what changed (docs/streaming.md);
+        speculative_final: decode the utterance when the detector's silence begins, the final verifying it.
         Other options as `transcribe`'s (max_new_tokens, timestamps ...)."""
         opts = self.options(language, context, **options)
         return Stream(self, opts, vad, step_seconds, max_utterance_seconds, wait, on_event, detect,
-                      partials, rollback, draft_final)
+                      partials, rollback, draft_final, keep_kv, speculative_final)
 
     def transcribe_all(self, audio, language: str | None = None, context: str = "", **options) -> Transcription:
         """The whole `Transcription` in one call: `Transcription.collect(*self.transcribe(...))`."""

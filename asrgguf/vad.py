@@ -254,6 +254,14 @@ class SpeechDetector:
         return None
 
     @property
+    def tentative_end(self) -> int | None:
+        """The padded end the region in progress gets if the silence that began goes on (None: no silence
+        began); a region is final only when the silence lasts `min_silence_ms` (live.py's speculative final)."""
+        if self._triggered and self._temp_end and self._cur is not None and self._pending is None:
+            return int(self._temp_end + self._pad)
+        return None
+
+    @property
     def keep_from(self) -> int:
         """The first sample of the recording that a region not yet returned can include."""
         if self._pending is not None:

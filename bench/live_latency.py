@@ -238,6 +238,22 @@ def pct(xs, q):
     return float(np.percentile(xs, q)) if xs else float("nan")
 
 
+def variant(opts: dict, spec: str) -> dict:
+    """`opts` changed as `spec` says: 'MODE[:spec][:nokv][:stepS]' (see --compare)."""
+    mode, *flags = spec.split(":")
+    out = dict(opts, partials=mode, speculative_final=False, keep_kv=True)
+    for f in flags:
+        if f == "spec":
+            out["speculative_final"] = True
+        elif f == "nokv":
+            out["keep_kv"] = False
+        elif f.startswith("step"):
+            out["step_seconds"] = float(f[4:])
+        else:
+            raise SystemExit(f"live_latency: unknown setting {f!r} in --compare {spec!r}")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--random", default="0.6b", help="random checkpoint size (tests/support/random_checkpoint.py)")
@@ -254,8 +270,14 @@ def main(argv=None):
     ap.add_argument("--partials", default="draft", help="Stream(partials=...): draft, rollback or full")
     ap.add_argument("--no-draft-final", action="store_true",
                     help="finals decoded without the last partial as a draft")
+    ap.add_argument("--no-keep-kv", action="store_true",
+                    help="no kept sequence: every step prefills its whole prompt (Stream(keep_kv=False))")
+    ap.add_argument("--speculative-final", action="store_true",
+                    help="decode the utterance when the detector's silence begins (Stream(speculative_final=True))")
     ap.add_argument("--compare", default="",
-                    help="partial modes to compare first, alternately (e.g. draft,rollback,full)")
+                    help="settings to compare first, alternately: a partial mode (draft, rollback, full, off) with "
+                         "optional ':spec' (speculative final), ':nokv' (no kept sequence), ':stepS' (step S s), "
+                         "e.g. draft,draft:spec,draft:nokv,off:spec")
     ap.add_argument("--compare-minutes", type=float, default=1.0)
     ap.add_argument("--reps", type=int, default=2, help="rounds of --compare")
     ap.add_argument("--json", type=Path)
@@ -264,7 +286,8 @@ def main(argv=None):
     dec, mm = (a.decoder, a.mmproj) if a.decoder else ensure_pair(a.random, a.workdir)
     log(f"live_latency: {dec.name} + {mm.name}, {a.threads} threads, {cpu_line()}")
     eng = Engine(dec, mm, a.threads, a.tokens_per_second)
-    opts = {"step_seconds": a.step_seconds, "partials": a.partials, "draft_final": not a.no_draft_final}
+    opts = {"step_seconds": a.step_seconds, "partials": a.partials, "draft_final": not a.no_draft_final,
+            "keep_kv": not a.no_keep_kv, "speculative_final": a.speculative_final}
     out: dict = {"cpu": cpu_line(), "decoder": str(dec), "threads": a.threads,
                  "tokens_per_second": a.tokens_per_second, "options": opts}
 
@@ -278,7 +301,7 @@ def main(argv=None):
         for rep in range(a.reps):
             for mode in a.compare.split(","):
                 st0 = eng.stats()
-                events, fed, t0, _ = run_streams(eng, [(x, utts)], dict(opts, partials=mode))
+                events, fed, t0, _ = run_streams(eng, [(x, utts)], variant(opts, mode))
                 st1 = eng.stats()
                 la = latencies(events[0], fed, utts)
                 r = rows.setdefault(mode, {"final": [], "first_partial": [], "after_endpoint": [], "busy": [],
@@ -295,7 +318,7 @@ def main(argv=None):
         print(f"Partial modes, {x.size / SR:.0f}-s stream ({len(utts)} utterances) x {a.reps} rounds, alternating; "
               f"{Path(dec).name}, {a.threads} threads, {a.tokens_per_second:g} tokens per audio second; "
               f"CPU: {cpu_line()}\n")
-        print("| partials | final after speech end (median) | final after the endpoint (median) | "
+        print("| setting | final after speech end (median) | final after the endpoint (median) | "
               "first partial (median) | engine s per audio s (median of rounds) | draft tokens kept |")
         print("|---|---:|---:|---:|---:|---:|")
         for mode, r in rows.items():
@@ -355,7 +378,8 @@ def main(argv=None):
 
     s = out["single"]
     print(f"Live stream, {Path(dec).name}, {a.threads} threads, {a.tokens_per_second:g} tokens per audio second, "
-          f"step {a.step_seconds:g} s, partials {a.partials}, draft final {not a.no_draft_final}; "
+          f"step {a.step_seconds:g} s, partials {a.partials}, draft final {not a.no_draft_final}, "
+          f"kept sequence {not a.no_keep_kv}, speculative final {a.speculative_final}; "
           f"CPU: {cpu_line()}\n")
     print("| measure | value |\n|---|---:|")
     print(f"| stream length / utterances / finals | {s['audio_s']:.0f} s / {s['utterances']} / {s['finals']} |")

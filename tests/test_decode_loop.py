@@ -192,7 +192,7 @@ def test_a_cancel_from_another_thread_stops_a_running_pump(engine, clip5, monkey
     pump comes back, and the next one frees the request's sequence."""
     monkeypatch.setenv("ASRGGUF_DECODE_LOOP", "c")
     monkeypatch.setattr(decode_loop, "SECONDS", 600.0)
-    monkeypatch.setattr(scheduler_mod, "STEPS", BIG)
+    monkeypatch.setattr(decode_loop, "STEPS", BIG)
     opts = engine.options(bench_tokens=3000)
     sched = scheduler_mod.Scheduler(engine)
     req = sched.submit(Request(IterFeed(engine.open_pieces(str(clip5), opts.piece_seconds)[2]), opts))
