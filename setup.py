@@ -44,7 +44,8 @@ def build_native(dest: Path) -> None:
                         "-DCMAKE_BUILD_TYPE=Release"], check=True, stdout=subprocess.DEVNULL)
         subprocess.run([cmake, "--build", str(tmp / "build"), "-j", "2"], check=True, stdout=subprocess.DEVNULL)
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(tmp / "build" / "libasrgguf_native.so", dest / "libasrgguf_native.so")
+        for lib in ("libasrgguf_native.so", "libasrgguf_loop.so"):   # the backend, the decode loop in C
+            shutil.copy2(tmp / "build" / lib, dest / lib)
 
 
 def native_wanted() -> bool:

@@ -107,8 +107,14 @@ class Batcher:
     """Sequences of one llama.cpp context shared by jobs that join and leave at any step."""
 
     def __init__(self, decoder, stop_ids: set[int], n_seq: int = 1, n_positions: int = 0):
+        from . import decode_loop
+
         self.decoder = decoder
         self.stop_ids = set(stop_ids)
+        # the greedy steps in C (asrgguf/decode_loop.py), else the Python loop below (ASRGGUF_DECODE_LOOP)
+        self.loop = decode_loop.for_decoder(decoder, self.stop_ids,
+                                            (REPEAT_MIN_COUNT, REPEAT_MIN_TOKENS, REPEAT_MAX_NGRAM))
+        self.last_steps = self.last_rows = 0   # llama_decode calls and their rows in the last step()
         self.n_seq = max(1, n_seq)
         decoder.ensure_ctx(max(n_positions, 1), self.n_seq)
         self.active: list[Job] = []
@@ -256,10 +262,19 @@ class Batcher:
         if job in self.active:
             self._release(job)
 
-    def step(self) -> list[Job]:
-        """Take each active job's pending token, then advance the unfinished ones by one decode.
+    def interrupt(self) -> None:
+        """Make a running multi-step `step` of the C loop return after its current step (any thread)."""
+        if self.loop is not None:
+            self.loop.interrupt()
+
+    def step(self, max_steps: int | None = 1) -> list[Job]:
+        """Take each active job's pending token, then advance the unfinished ones by one decode; with the C
+        loop, repeat that up to max_steps times (None: decode_loop.STEPS; about decode_loop.SECONDS at most),
+        stopping after the step in which a job finished or on `interrupt()`. The Python loop takes one step.
 
         Returns the jobs that finished (their sequences are free again)."""
+        if self.loop is not None:
+            return self._step_c(max_steps)
         done, going = [], []
         for job in list(self.active):
             tok = job._next
@@ -286,4 +301,20 @@ class Batcher:
             self.decode_s += dt
             for j in going:
                 j.decode_s += dt
+        self.last_steps, self.last_rows = (1 if going else 0), len(going)
+        return done
+
+    def _step_c(self, max_steps: int | None) -> list[Job]:
+        self.last_steps = self.last_rows = 0
+        if not self.active:
+            return []
+        try:
+            done, self.last_steps, self.last_rows, dt, err = self.loop.run(list(self.active), max_steps)
+        finally:
+            self.loop.clear_interrupt()
+        self.decode_s += dt
+        for job in done:
+            self._release(job)
+        if err is not None:
+            raise err
         return done

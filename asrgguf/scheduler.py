@@ -10,8 +10,8 @@ the engine's one `generate.Batcher` (the sequences of its llama.cpp context) and
   (`generate.KeptSeq`) counts as free for the others (taken when needed) until `release` frees it;
 * grows the context when a piece does not fit: admissions stop until the sequences are idle, then the
   KV cache is made larger (the header's duration of a file is only an estimate);
-* advances every active sequence by one token (`Batcher.step`: one `llama_decode` for all of them) and
-  hands each finished piece to `engine.segment`; segments reach their request in piece order.
+* advances every active sequence (`Batcher.step`: one `llama_decode` for all; the C loop, decode_loop.py, runs
+  steps until a piece ends or an interrupt) and hands each finished piece to `engine.segment`, in piece order.
 
 Whoever needs results drives it: `Transcriber.transcribe`'s generator pumps in the caller's thread, the
 server pumps in its one engine thread (`run_forever`). Pumps are serialized by a lock, so several
@@ -191,9 +191,7 @@ class Scheduler:
 
     # --- any thread
     def submit(self, req: Request) -> Request:
-        with self._inbox_lock:
-            self._inbox.append(req)
-        self._wake.set()
+        self._now(self._inbox, req, now=False)
         return req
 
     def cancel(self, req: Request) -> None:
@@ -213,15 +211,17 @@ class Scheduler:
     def _now(self, box: list, item, now: bool = True) -> None:
         with self._inbox_lock:
             box.append(item)
-        self._wake.set()
+        self.wake(force=True)
         if now and self._lock.acquire(blocking=False):
             try:
                 self._take_inbox()
             finally:
                 self._lock.release()
 
-    def wake(self) -> None:
+    def wake(self, force: bool = False) -> None:
         self._wake.set()
+        if self.batcher is not None and (force or self.batcher.free):   # something for the next pump to do:
+            self.batcher.interrupt()   # a running C decode loop returns after its step
 
     @property
     def n_seq(self) -> int:
@@ -249,15 +249,14 @@ class Scheduler:
             holders = {j.tag[0] for j in b.active}
             t0 = time.perf_counter()
             try:
-                finished = b.step()
+                finished = b.step(None)
             except Exception as e:  # noqa: BLE001 - the requests in the step fail, the others go on
                 for r in holders:
                     self._drop(r, e)
                 return True
             dt = time.perf_counter() - t0
-            going = len(b.active)
-            self.stats["steps"] += 1 if going else 0
-            self.stats["step_rows"] += going
+            self.stats["steps"] += b.last_steps
+            self.stats["step_rows"] += b.last_rows
             self.stats["decode_s"] += dt
             for r in holders:
                 r.stats["decode"] += dt

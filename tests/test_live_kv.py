@@ -20,6 +20,15 @@ SR = 16000
 TOKENS = 6
 
 
+@pytest.fixture(scope="module", autouse=True)
+def python_loop():
+    """These tests count what each pump prefills and keeps, one decode step per pump as the Python loop takes
+    them (the C loop runs many steps a pump; tests/test_decode_loop.py ties the two loops' ids)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASRGGUF_DECODE_LOOP", "python")
+        yield
+
+
 @pytest.fixture(scope="module")
 def f32_pair(gguf_pair, ck_gqa):
     return gguf_pair(ck_gqa, "f32")[0]

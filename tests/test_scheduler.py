@@ -15,6 +15,15 @@ from asrgguf.scheduler import Feed, IterFeed, Request
 TOKENS = 6        # every piece decodes exactly this many tokens (bench_tokens): pieces end on the same step
 
 
+@pytest.fixture(scope="module", autouse=True)
+def python_loop():
+    """The scheduler's choices step by step: one decode step per pump, as the Python loop takes them (the C loop
+    runs many per pump; tests/test_decode_loop.py ties it to this one)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("ASRGGUF_DECODE_LOOP", "python")
+        yield
+
+
 @pytest.fixture(scope="module")
 def engine(gguf_pair, ck_gqa):
     tr = Transcriber.from_gguf(gguf_pair(ck_gqa, "f32")[0], threads=2)
