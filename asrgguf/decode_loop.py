@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AsrggufError
+from .native import packaged_library
 
 LIB_NAME = "libasrgguf_loop.so"
 VERSION = 1
@@ -64,11 +65,7 @@ def mode() -> str:
 
 def find_library() -> Path | None:
     """ASRGGUF_DECODE_LOOP_LIB, else the copy inside the package (asrgguf/_native/)."""
-    env = os.environ.get("ASRGGUF_DECODE_LOOP_LIB")
-    if env:
-        return Path(env)
-    p = Path(__file__).resolve().parent / "_native" / LIB_NAME
-    return p if p.is_file() else None
+    return packaged_library(LIB_NAME, "ASRGGUF_DECODE_LOOP_LIB")
 
 
 def _open(path: Path):

@@ -31,13 +31,19 @@ def disabled() -> bool:
     return os.environ.get("ASRGGUF_NO_NATIVE", "").strip() not in ("", "0")
 
 
+def packaged_library(name: str, env: str) -> Path | None:
+    """The library named by the environment variable `env`, else the copy of `name` inside the package
+    (asrgguf/_native/), else None."""
+    given = os.environ.get(env)
+    if given:
+        return Path(given)
+    p = Path(__file__).resolve().parent / "_native" / name
+    return p if p.is_file() else None
+
+
 def find_library() -> Path | None:
     """ASRGGUF_NATIVE_LIB, else the copy inside the package (asrgguf/_native/)."""
-    env = os.environ.get("ASRGGUF_NATIVE_LIB")
-    if env:
-        return Path(env)
-    p = Path(__file__).resolve().parent / "_native" / LIB_NAME
-    return p if p.is_file() else None
+    return packaged_library(LIB_NAME, "ASRGGUF_NATIVE_LIB")
 
 
 def _libggml() -> ctypes.CDLL:
