@@ -17,6 +17,11 @@ der.py's DER. Levers (names as printed):
   or `support`'s merge;
 - `center:M`: senko's clustering of the embeddings made unit length and centred on the recording's mean (the
   within-recording mean normalisation of speaker verification), merge at cosine M;
+- `wq2012:CONFIG:MIN`: Google's refined-affinity spectral clustering (the `spectralcluster` package, 0.2.22, not
+  a dependency of asrgguf: `pip install --target DIR spectralcluster` and DIR on PYTHONPATH), its example configs
+  `icassp2018` (crop diagonal, Gaussian blur, row-wise threshold, symmetrise, diffuse, row-wise normalise) or
+  `turntodiarize` (auto-tuned row-wise threshold, graph-cut Laplacian, without its turn constraints), at least
+  MIN and at most 10 clusters, labels as they come;
 - `over:E`: E clusters more than the eigen-gap's count (k-means on the spectral embedding), the fold, then
   `support`'s merge;
 - `split-whole` / `split-mean`: after the fold, a VAD region whose embedding (CAM++ of the whole region, or the
@@ -177,6 +182,15 @@ def labels_of(d, f, lever: str):
         finally:
             s.min_pnum = 6
         return supported_merge(labels, x) if lever.startswith("pnum-support") else sc.merge_by_cos(labels, x, MERGE)
+    if lever.startswith("wq2012"):
+        from spectralcluster import LaplacianType, SpectralClusterer, configs
+
+        _, config, least = lever.split(":")
+        kw = ({"refinement_options": configs.icassp2018_refinement_options} if config == "icassp2018" else
+              {"refinement_options": configs.turntodiarize_refinement_options,
+               "autotune": configs.turntodiarize_auto_tune, "laplacian_type": LaplacianType.GraphCut,
+               "row_wise_renorm": True})
+        return SpectralClusterer(min_clusters=int(least), max_clusters=10, custom_dist="cosine", **kw).predict(x)
     if lever.startswith("center"):
         xc = unit(x) - unit(x).mean(0)
         labels = sc.filter_minor_cluster(s(xc.copy()), xc, sc.min_cluster_size)
