@@ -13,6 +13,8 @@ der.py's DER. Levers (names as printed):
 - `normlap`: the eigen-gap of the normalised Laplacian of senko's pruned affinity, then senko's fold and merge;
 - `support`: senko's clustering, but two clusters whose centroids are >= 0.875 apart are merged only when the
   merge is supported by their sub-segments: mean cosine across the pair >= RATIO x mean cosine within each;
+- `split-sub:OUT:GROUP:MIN`: the same split for single sub-segments (each against its cluster's centroid without
+  it), a group of at least MIN sub-segments opening a cluster; then `support`'s merge;
 - `pnum:N` / `pnum-support:N`: senko's clustering keeping N neighbours a row (min_pnum, senko: 6), with senko's
   or `support`'s merge;
 - `center:M`: senko's clustering of the embeddings made unit length and centred on the recording's mean (the
@@ -136,6 +138,28 @@ def split_regions(labels, x, f, kind, out, group):
     return labels
 
 
+def split_subsegments(labels, x, out, group, least):
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    labels, xn = labels.copy(), unit(x)
+    far = []
+    for i in range(len(labels)):
+        rest = labels == labels[i]
+        rest[i] = False
+        if rest.any() and xn[i] @ unit(xn[rest].mean(0)) < out:
+            far.append(i)
+    if len(far) < least:
+        return labels
+    groups = fcluster(linkage(np.clip(1 - (xn[far] @ xn[far].T)[np.triu_indices(len(far), 1)], 0, 2), "average"),
+                      1 - group, "distance")
+    for g in np.unique(groups):
+        m = np.isin(np.arange(len(labels)), [far[i] for i in np.flatnonzero(groups == g)])
+        gc = unit(xn[m].mean(0))
+        if m.sum() >= least and all(gc @ unit(xn[(labels == c) & ~m].mean(0)) < out for c in np.unique(labels[~m])):
+            labels[m] = labels.max() + 1
+    return labels
+
+
 def nmesc(x, max_rp=0.15, volume=30, max_spk=10):
     """(count, binarised affinity) of NME-SC (NeMo's NMESC with its defaults, without subsampling)."""
     from scipy.sparse.csgraph import connected_components
@@ -202,7 +226,10 @@ def labels_of(d, f, lever: str):
         return supported_merge(sc.filter_minor_cluster(s.cluster_embs(vec[:, :k], k), x, sc.min_cluster_size), x)
     if lever in ("senko", "support") or lever.startswith("split"):
         labels = sc.filter_minor_cluster(s(x.copy()), x, sc.min_cluster_size)
-        if lever.startswith("split"):
+        if lever.startswith("split-sub"):
+            _, out, group, least = lever.split(":")
+            labels = split_subsegments(labels, x, float(out), float(group), int(least))
+        elif lever.startswith("split"):
             kind, out, group = lever.split(":")
             labels = split_regions(labels, x, f, kind[6:], float(out), float(group))
         return sc.merge_by_cos(labels, x, MERGE) if lever == "senko" else supported_merge(labels, x)
@@ -240,6 +267,8 @@ def main() -> None:
     ap.add_argument("--levers", nargs="*", default=["senko", "nmesc", "normlap", "support", "split-whole:0.7:0.7",
                                                      "split-whole:0.75:0.7", "split-whole:0.8:0.7",
                                                      "split-mean:0.7:0.7", "split-mean:0.75:0.7",
+                                                     "split-sub:0.65:0.7:2", "split-sub:0.7:0.7:2",
+                                                     "split-sub:0.7:0.7:3", "split-sub:0.75:0.7:3",
                                                      "pnum:3", "pnum:4", "pnum:5", "pnum-support:3", "pnum-support:4",
                                                      "pnum-support:5", "over:1", "over:2",
                                                      "center:0.875", "center:0.6", "center:0.55", "center:0.5",
