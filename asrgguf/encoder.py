@@ -181,7 +181,9 @@ class AudioEncoder(nn.Module):
         W = self.window_frames()
         nw = math.ceil(T / W)
         key_mask = None
-        if nw * W != T:
+        if nw == 1:   # one window (clips up to 8 s): its T frames alone, no padding to W and no mask
+            W = T
+        elif nw * W != T:
             x = torch.cat([x, x.new_zeros((nw * W - T, d))])
             key_mask = torch.ones((nw, 1, 1, W), dtype=torch.bool, device=x.device)
             key_mask[-1, ..., T - (nw - 1) * W:] = False
