@@ -14,6 +14,7 @@ from .cli_listen import listen
 from .cli_options import diarize_options, vad_options
 from .cli_options import engine_options as _engine_options
 from .errors import SIGNALS, AsrggufError, Terminated, deferred_signals, on_signal, signal_exception
+from .exit_now import exit_now
 from .options import DEFAULT_LINE_CHARS, DEFAULT_MAX_NEW_TOKENS
 from .pieces import DEFAULT_PIECE_SECONDS
 
@@ -398,13 +399,22 @@ _HIDDEN = {"--bench-tokens"}   # benchmarks only: not in --help, not suggested f
 
 def cli_main() -> None:
     """The `asrgguf` command: click's main with one-line usage errors, SIGTERM handled as Ctrl-C is
-    (temporary files removed, exit 143), and no final garbage collection when the process ends.
+    (temporary files removed, exit 143), and no interpreter teardown when the process ends (`exit_now`).
 
     The interpreter's last collection walks every object torch made: about 0.2 s of each run's exit
-    on 2 cores (docs/benchmarks.md). Frozen objects are skipped; the OS frees the memory anyway."""
+    on 2 cores (docs/benchmarks.md); frozen objects are skipped, and where `exit_now` cannot end the
+    process (another thread still running) the freeze still spares that collection."""
     with contextlib.suppress(ValueError):  # not the main thread (embedded): leave the handlers alone
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+    try:
+        _cli_body()
+    except SystemExit as e:
+        exit_now(e.code)
+        raise
+
+
+def _cli_body() -> None:
     try:
         try:
             rv = main(standalone_mode=False)

@@ -314,7 +314,9 @@ def quantize_checkpoint(model_dir: str | Path, outtype: str = "q8_0", outdir: st
 
 def llama_quantize(src: Path, dst: Path, ftype: int, threads: int | None = None) -> None:
     """K-quants through llama.cpp's quantizer; written to a temporary name, renamed when done."""
-    import llama_cpp.llama_cpp as L
+    from .llama_bindings import bindings
+
+    L = bindings()
 
     from .decoder import quiet_llama_logs
 

@@ -69,7 +69,9 @@ def find_library() -> Path | None:
 
 
 def _open(path: Path):
-    import llama_cpp.llama_cpp as L
+    from .llama_bindings import bindings
+
+    L = bindings()
 
     lib = ctypes.CDLL(str(path))
     lib.asrgguf_loop_version.restype = ctypes.c_int

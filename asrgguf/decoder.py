@@ -18,6 +18,7 @@ import numpy as np
 
 from . import gguf_names as names
 from .errors import AsrggufError
+from .llama_bindings import bindings
 
 _LOG_CB = None
 _LOG_LINES: list[str] = []
@@ -28,7 +29,7 @@ def quiet_llama_logs() -> None:
     global _LOG_CB
     if _LOG_CB is not None:
         return
-    import llama_cpp.llama_cpp as L
+    L = bindings()
 
     @L.llama_log_callback
     def _cb(level, text, user_data):
@@ -57,7 +58,7 @@ class _Batch:
     """A llama_batch over numpy arrays we own (kept alive as long as this object)."""
 
     def __init__(self, capacity: int, n_embd: int | None, n_pos: int, seq_capacity: int = 1):
-        import llama_cpp.llama_cpp as L
+        L = bindings()
 
         self.capacity, self.n_embd, self.n_pos = capacity, n_embd, n_pos
         self.token = np.zeros(capacity, np.int32) if n_embd is None else None
@@ -111,7 +112,7 @@ class Decoder:
     """A loaded qwen3vl decoder GGUF and one llama.cpp context."""
 
     def __init__(self, path: str | Path, opts: DecoderOptions | None = None):
-        import llama_cpp.llama_cpp as L
+        L = bindings()
 
         self.L = L
         opts = opts or DecoderOptions()

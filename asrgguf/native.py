@@ -48,9 +48,9 @@ def find_library() -> Path | None:
 
 def _libggml() -> ctypes.CDLL:
     """The libggml.so.0 libllama links (already loaded by llama_cpp; same handle)."""
-    import llama_cpp.llama_cpp  # noqa: F401  (loads libllama and with it libggml.so.0)
+    from .llama_bindings import bindings
 
-    lib_dir = Path(llama_cpp.llama_cpp.__file__).resolve().parent / "lib"
+    lib_dir = Path(bindings().__file__).resolve().parent / "lib"   # libllama loaded, and with it libggml.so.0
     g = ctypes.CDLL(str(lib_dir / "libggml.so.0"))
     g.ggml_backend_load.restype = ctypes.c_void_p
     g.ggml_backend_load.argtypes = [ctypes.c_char_p]

@@ -40,6 +40,36 @@ def test_languages_command():
     assert r.returncode == 0 and r.stdout.splitlines()[1] == "English\ten\taligner" and len(r.stdout.splitlines()) == 30
 
 
+def test_exit_skips_teardown_after_what_a_normal_exit_does():
+    """cli_main ends the process with os._exit (the interpreter's teardown skipped) once Python's and C's stdio
+    are flushed and the atexit handlers have run, keeping the exit code; with another thread still running the
+    exit is the normal one (the thread finishes)."""
+    code = ("import atexit, ctypes, os, sys, threading, time\n"
+            "real = os._exit\n"
+            "def fake(n): os.write(1, b'os._exit %d\\n' % n); real(n)\n"
+            "os._exit = fake\n"
+            "atexit.register(lambda: print('atexit ran'))\n"
+            "ctypes.CDLL(None).printf(b'c stdio\\n')\n"
+            "if sys.argv[1] == 'thread':\n"
+            "    threading.Thread(target=lambda: (time.sleep(1), print('thread done'))).start()\n"
+            "from asrgguf.cli import cli_main\n"
+            "sys.argv = ['asrgguf'] + sys.argv[2:]\n"
+            "cli_main()\n")
+
+    def run(*args):
+        return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    r = run("-", "languages")
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0, r.stderr
+    assert "English\ten\taligner" in lines and len(lines) == 33, lines
+    assert lines[-2:] == ["atexit ran", "os._exit 0"] and "c stdio" in lines, lines
+    r = run("-", "run")
+    assert r.returncode == 2 and "Missing argument" in r.stderr, (r.returncode, r.stderr)
+    assert r.stdout.splitlines()[-2:] == ["atexit ran", "os._exit 2"], r.stdout
+    r = run("thread", "languages")
+    assert r.returncode == 0 and r.stdout.splitlines()[-2:] == ["thread done", "atexit ran"], r.stdout[-200:]
+
+
 def truncated(src, dst, n_bytes):
     """dst: the first n_bytes of src (negative: all but the last -n_bytes)."""
     dst.write_bytes(open(src, "rb").read()[:n_bytes])
