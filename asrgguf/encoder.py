@@ -9,7 +9,6 @@ Windows are computed as one batch (no n x n mask): time and memory grow linearly
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from pathlib import Path
 
@@ -64,15 +63,24 @@ class _Attention(nn.Module):
         self.heads = heads
         self.q_proj, self.k_proj, self.v_proj, self.out_proj = (_Linear(d, d) for _ in range(4))
 
-    def forward(self, x: torch.Tensor, key_mask: torch.Tensor | None) -> torch.Tensor:
-        nw, w, d = x.shape
+    def forward(self, x: torch.Tensor, window: int) -> torch.Tensor:
+        """(T, d) -> (T, d), each row attending to the rows of its `window`-row window only: the whole
+        windows as one batch, the last (shorter) one on its own, so no row is padded (as the official
+        block-diagonal mask over the T rows, without computing the masked-out blocks)."""
+        T, d = x.shape
         hd = d // self.heads
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        outs = []
+        n_full = T // window * window
+        for a, b in ((0, n_full), (n_full, T)):
+            if b > a:
+                w = min(window, b - a)
 
-        def split(t):
-            return t.view(nw, w, self.heads, hd).transpose(1, 2)
-        q, k, v = split(self.q_proj(x)), split(self.k_proj(x)), split(self.v_proj(x))
-        o = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
-        return self.out_proj(o.transpose(1, 2).reshape(nw, w, d))
+                def split(t):
+                    return t[a:b].view((b - a) // w, w, self.heads, hd).transpose(1, 2)
+                o = F.scaled_dot_product_attention(split(q), split(k), split(v))
+                outs.append(o.transpose(1, 2).reshape(b - a, d))
+        return self.out_proj(outs[0] if len(outs) == 1 else torch.cat(outs))
 
 
 class _Layer(nn.Module):
@@ -85,8 +93,8 @@ class _Layer(nn.Module):
         self.fc1 = _Linear(d, p.encoder_ffn_dim)
         self.fc2 = _Linear(p.encoder_ffn_dim, d)
 
-    def forward(self, x, key_mask):
-        x = x + self.self_attn(self.self_attn_layer_norm(x), key_mask)
+    def forward(self, x, window: int):
+        x = x + self.self_attn(self.self_attn_layer_norm(x), window)
         return x + self.fc2(F.gelu(self.fc1(self.final_layer_norm(x))))
 
 
@@ -177,19 +185,10 @@ class AudioEncoder(nn.Module):
         """Log-mel (n_mels, L) -> audio embeddings (output_length(L), output_dim)."""
         feats = feats.to(self.device, self.dtype)
         x = self._frontend(feats)
-        T, d = x.shape
         W = self.window_frames()
-        nw = math.ceil(T / W)
-        key_mask = None
-        if nw * W != T:
-            x = torch.cat([x, x.new_zeros((nw * W - T, d))])
-            key_mask = torch.ones((nw, 1, 1, W), dtype=torch.bool, device=x.device)
-            key_mask[-1, ..., T - (nw - 1) * W:] = False
-        x = x.view(nw, W, d)
-        for i, layer in enumerate(self.layers):
-            x = layer(x, key_mask)
+        for i, layer in enumerate(self.layers):   # (T, d) throughout: no padded rows
+            x = layer(x, W)
             self._release(f"layers.{i}")
-        x = x.reshape(nw * W, d)[:T]
         x = self.proj2(F.gelu(self.proj1(self.ln_post(x))))
         self._release("proj1", "proj2")
         return x

@@ -117,27 +117,33 @@ class Transcriber:
             stage("decoder", ts)   # llama.cpp's load, the native backend's repack or repack cache within it
             return d
 
-        if llama_gpu_backends():
-            # one after the other on GPU builds: on an H200 the two CUDA start-ups side by side loaded
-            # about 0.8 s slower than in turn (docs/benchmarks.md, "CUDA")
-            enc, dev, dt = load_encoder()
-            dec = load_decoder()
-        else:
-            # CPU build: llama.cpp loads (and repacks) the decoder in a thread (ctypes releases the GIL)
-            # while this thread imports torch and loads the encoder: about a second less start-up on 2 cores
-            with ThreadPoolExecutor(1) as pool:
+        # Both legs run on threads that end with the load, never on the caller's: a thread that runs OpenMP
+        # work (torch's and ggml's share libgomp) keeps a team of workers while it lives, and once libgomp
+        # manages more threads than there are cores its workers stop spinning between parallel regions.
+        # A caller that loads here and decodes on another thread (a server's or a live stream's engine
+        # thread) then decoded at half speed on 2 cores (docs/streaming.md, "OpenMP teams").
+        with ThreadPoolExecutor(2) as pool:
+            if llama_gpu_backends():
+                # one after the other on GPU builds: on an H200 the two CUDA start-ups side by side loaded
+                # about 0.8 s slower than in turn (docs/benchmarks.md, "CUDA")
+                enc, dev, dt = pool.submit(load_encoder).result()
+                dec = pool.submit(load_decoder).result()
+            else:
+                # CPU build: llama.cpp loads (and repacks) the decoder while torch is imported and the encoder
+                # loads: about a second less start-up on 2 cores
                 fut = pool.submit(load_decoder)
                 try:
-                    enc, dev, dt = load_encoder()
+                    enc, dev, dt = pool.submit(load_encoder).result()
                 except BaseException:
                     with contextlib.suppress(BaseException):
                         fut.result().close()
                     raise
                 dec = fut.result()
-        info = {"decoder": str(decoder), "mmproj": str(mm), "encoder_device": dev.type,
-                "encoder_dtype": str(dt).replace("torch.", ""), "decoder_device": "gpu" if dec.offloaded else "cpu",
-                "native": dec.native_info}
-        tr = cls(enc, dec, info, time.perf_counter() - t0, max_new_tokens, aligner, diarizer)
+            info = {"decoder": str(decoder), "mmproj": str(mm), "encoder_device": dev.type,
+                    "encoder_dtype": str(dt).replace("torch.", ""), "decoder_device": "gpu" if dec.offloaded else "cpu",
+                    "native": dec.native_info}
+            # (the features' window is torch work too: MKL's cos runs an OpenMP region)
+            tr = pool.submit(cls, enc, dec, info, time.perf_counter() - t0, max_new_tokens, aligner, diarizer).result()
         tr.load_stages = stages
         return tr
 
