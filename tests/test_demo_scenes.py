@@ -111,3 +111,41 @@ def test_training_labels_follow_the_layout(tmp_path, monkeypatch):
     first = (centre >= offsets[0] + 800) & (centre < offsets[0] + clips.starts[0][np.flatnonzero(clips.positions[0] > 1)[0]])
     assert first.sum() >= 3 and set(toks[first]) <= set(seven)
     assert phones[second].any() and phones[first].any()
+
+
+def test_training_splits_option():
+    """--splits (tools/train_demo.py, both trainers): the shares of sentences spoken whole, word by word and
+    in pieces reach training_runs; shares that are not three adding up to 1 are a one-line usage error."""
+    import argparse
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import train_demo
+
+    items = [(t, "en-us+m3", 160, 50) for t in speech.held_out(40)]
+    whole = train_demo.splits("1,0,0")
+    assert whole == (("whole", 1.0), ("words", 0.0), ("phrases", 0.0))
+    chunks, runs, texts = scenes.training_runs(items, 0, whole)
+    assert [c for c, _, _, _ in chunks] == texts == [t for t, _, _, _ in items] and all(len(r) == 1 for r in runs)
+    chunks, runs, _ = scenes.training_runs(items, 0, train_demo.splits("0,1,0"))
+    assert [c for c, _, _, _ in chunks] == [w for t, _, _, _ in items for w in t.split()]
+    assert scenes.training_runs(items, 0) == scenes.training_runs(items, 0, train_demo.splits("0.45,0.25,0.30"))
+    for bad in ("0.5,0.5", "0.5,0.6,0.1", "a,b,c", "-0.5,1,0.5"):
+        with pytest.raises(argparse.ArgumentTypeError, match="three shares WHOLE,WORDS,PHRASES adding up to 1"):
+            train_demo.splits(bad)
+
+
+def test_freeze_encoder_needs_init(capsys):
+    """tools/train_demo.py --freeze-encoder keeps a checkpoint's encoder: without --init it is a usage error."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
+    import train_demo
+
+    with pytest.raises(SystemExit) as e:
+        train_demo.main(["--freeze-encoder", "--steps", "1"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines()[-1].endswith(
+        "error: --freeze-encoder needs --init (a checkpoint whose encoder to keep)")

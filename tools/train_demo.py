@@ -318,7 +318,8 @@ def optimizer(params, lr: float, steps: int):
 
 
 def train(model, tok, clips: Clips, chunk_texts: list[str], runs: list[list[int]], steps: int, batch: int,
-          lr: float, seed: int, log_every: int = 25, tail_every: int = 1, head_first: int = 0):
+          lr: float, seed: int, log_every: int = 25, tail_every: int = 1, head_first: int = 0,
+          freeze_encoder: bool = False):
     import torch
     import torch.nn.functional as F
 
@@ -330,7 +331,9 @@ def train(model, tok, clips: Clips, chunk_texts: list[str], runs: list[list[int]
     # training-only head: per-frame phoneme classes; the per-frame text token goes through the model's own
     # (tied) output head, so that audio frames come to resemble the embeddings of the words spoken in them
     phone_head = torch.nn.Linear(model.config.thinker_config.audio_config.output_dim, len(clips.names))
-    params = list(model.parameters()) + list(phone_head.parameters())
+    if freeze_encoder:   # a fine-tune of the decoder alone: the encoder (and so the mmproj) stays as it is
+        thinker.audio_tower.requires_grad_(False)
+    params = [p for p in model.parameters() if p.requires_grad] + list(phone_head.parameters())
     opt, sched = optimizer(params, lr, steps)
     encode = batched_audio_tower(thinker.audio_tower)
     mel = LogMel()
@@ -358,7 +361,8 @@ def train(model, tok, clips: Clips, chunk_texts: list[str], runs: list[list[int]
         ids = torch.tensor([s + [pad] * (L - len(s)) for s in seqs])
         lab = torch.tensor([s + [-100] * (L - len(s)) for s in labels])
         am = torch.tensor([[1] * len(s) + [0] * (L - len(s)) for s in seqs])
-        audio = encode(feats)
+        with torch.set_grad_enabled(not freeze_encoder):
+            audio = encode(feats)
         emb = thinker.get_input_embeddings()(ids)
         emb = emb.masked_scatter((ids == audio_pad).unsqueeze(-1).expand_as(emb), audio.to(emb.dtype))
         out = thinker(inputs_embeds=emb, attention_mask=am, labels=lab)
@@ -417,6 +421,20 @@ def training_options(ap: argparse.ArgumentParser, clips: int, steps: int) -> Non
     ap.add_argument("--lr", type=float, default=1.5e-3, help="peak learning rate (a fine-tune: lower, 5e-4)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cache", type=Path, default=ROOT / ".cache" / "demo-train", help="synthesised clips (not in git)")
+    ap.add_argument("--splits", type=splits, default=scenes.SPLITS, metavar="WHOLE,WORDS,PHRASES",
+                    help="shares of the training sentences spoken whole, word by word and in 2-4 pieces "
+                    f"(default {','.join(str(p) for _, p in scenes.SPLITS)})")
+
+
+def splits(text: str):
+    """--splits: three shares (whole, words, phrases) adding up to 1."""
+    try:
+        shares = [float(x) for x in text.split(",")]
+    except ValueError:
+        shares = []
+    if len(shares) != 3 or min(shares) < 0 or abs(sum(shares) - 1) > 1e-6:
+        raise argparse.ArgumentTypeError(f"{text}: three shares WHOLE,WORDS,PHRASES adding up to 1")
+    return tuple(zip(("whole", "words", "phrases"), shares))
 
 
 def main(argv=None):
@@ -425,8 +443,12 @@ def main(argv=None):
                     help="checkpoint directory; the GGUF pair and sample.wav go beside it")
     ap.add_argument("--init", type=Path, help="fine-tune this checkpoint (its weights and vocabulary) "
                     "instead of training from nothing, e.g. asrgguf/data/demo/qwen3-asr-demo")
+    ap.add_argument("--freeze-encoder", action="store_true", help="with --init: train the decoder only (the "
+                    "mmproj stays the checkpoint's, so an aligner trained on that encoder still shares it)")
     training_options(ap, clips=20000, steps=6000)
     a = ap.parse_args(argv)
+    if a.freeze_encoder and not a.init:
+        ap.error("--freeze-encoder needs --init (a checkpoint whose encoder to keep)")
 
     import torch
     from qwen_asr.core.transformers_backend import Qwen3ASRForConditionalGeneration
@@ -437,7 +459,7 @@ def main(argv=None):
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     items = training_items(a.seed, a.clips)
-    chunk_items, runs, texts = scenes.training_runs(items, a.seed)
+    chunk_items, runs, texts = scenes.training_runs(items, a.seed, a.splits)
     clips = Clips.synthesize(chunk_items, a.cache)
     chunk_texts = [t for t, _, _, _ in chunk_items]
     keep = [r for r in runs if sum(len(clips.wavs[i]) for i in r) <= MAX_SECONDS * 16000]
@@ -456,7 +478,8 @@ def main(argv=None):
     log(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters, vocabulary {len(tok)}"
         + (f", from {a.init}" if a.init else ""))
     train(model, tok, clips, chunk_texts, keep, a.steps, a.batch, a.lr, a.seed,
-          tail_every=TAIL_EVERY_FINE_TUNE if a.init else 1, head_first=max(1, a.steps // 20) if a.init else 0)
+          tail_every=TAIL_EVERY_FINE_TUNE if a.init else 1, head_first=max(1, a.steps // 20) if a.init else 0,
+          freeze_encoder=a.freeze_encoder)
 
     out = a.out
     out.mkdir(parents=True, exist_ok=True)

@@ -189,7 +189,7 @@ def main(argv=None):
     torch.manual_seed(a.seed)
     torch.set_num_threads(a.threads)
     items = training_items(a.seed + 100, a.clips)   # other sentences than the ASR model's, same voices
-    chunk_items, runs, _ = scenes.training_runs(items, a.seed + 100)
+    chunk_items, runs, _ = scenes.training_runs(items, a.seed + 100, a.splits)
     clips = WordClips.synthesize(chunk_items, a.cache)
     keep = [r for r in runs if sum(clips.lengths[i] for i in r) <= 7.5 * 16000]
     log(f"{len(keep)} sentences in {sum(map(len, keep))} pieces ({sum(clips.lengths[i] for r in keep for i in r) / 16000 / 3600:.2f} h)")

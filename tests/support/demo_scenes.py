@@ -175,14 +175,15 @@ def test_set(condition: str, n: int, voice: str = speech.TEST_VOICE, speed: int 
 SPLITS = (("whole", 0.45), ("words", 0.25), ("phrases", 0.30))   # how a training sentence is spoken
 
 
-def training_runs(items, seed: int):
-    """Each (text, voice, speed, pitch) item as a "run" of chunks one voice speaks apart (SPLITS): returns
-    (chunk items [(chunk text, voice, speed, pitch)] to synthesize, runs [[chunk index]], run texts)."""
+def training_runs(items, seed: int, splits=SPLITS):
+    """Each (text, voice, speed, pitch) item as a "run" of chunks one voice speaks apart (splits: the shares
+    of the ways, SPLITS by default): returns (chunk items [(chunk text, voice, speed, pitch)] to synthesize,
+    runs [[chunk index]], run texts)."""
     r = random.Random(seed + 3)
     chunk_items, runs, texts = [], [], []
     for text, voice, speed, pitch in items:
         x, how = r.random(), "phrases"
-        for name, p in SPLITS:
+        for name, p in splits:
             if x < p:
                 how = name
                 break
