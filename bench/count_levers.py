@@ -285,15 +285,7 @@ def main() -> None:
             Path(a.cache).write_bytes(pickle.dumps(data))
     print(f"seeds {data[0]['seed']}-{data[-1]['seed']}, voices {[f['k'] for f in data]}")
     for lever in a.levers:
-        tot = {"speech": 0, "miss": 0, "false_alarm": 0, "confusion": 0}
-        found = []
-        for f in data:
-            hyp = turns(d, f, labels_of(d, f, lever))
-            for k, v in der.der_counts(f["ref"], hyp, f["dur"]).items():
-                tot[k] += v
-            found.append(len({h[2] for h in hyp}))
-        ok = sum(x == f["k"] for x, f in zip(found, data))
-        rate = (tot["miss"] + tot["false_alarm"] + tot["confusion"]) / tot["speech"]
+        ok, rate, found = der.score(data, [turns(d, f, labels_of(d, f, lever)) for f in data])
         print(f"{lever}: count right {ok}/{len(data)}, DER {rate:.3f}, found {found}", flush=True)
 
 

@@ -71,16 +71,7 @@ def main() -> None:
     for g in grid:
         sc.cluster.pval, sc.cluster.min_pnum, sc.mer_cos, sc.min_cluster_size = \
             g["pval"], g["min_pnum"], g["mer_cos"], g["min_cluster_size"]
-        tot = {"speech": 0, "miss": 0, "false_alarm": 0, "confusion": 0}
-        found = []
-        for f in data:
-            hyp = d.cluster(f["emb"].copy(), f["subs"], DiarizeOptions())
-            c = der.der_counts(f["ref"], hyp, f["dur"])
-            for k in tot:
-                tot[k] += c[k]
-            found.append(len({h[2] for h in hyp}))
-        ok = sum(x == f["k"] for x, f in zip(found, data))
-        rate = (tot["miss"] + tot["false_alarm"] + tot["confusion"]) / tot["speech"]
+        ok, rate, found = der.score(data, [d.cluster(f["emb"].copy(), f["subs"], DiarizeOptions()) for f in data])
         print(f"{g}: count right {ok}/{len(data)}, DER {rate:.3f}, found {found}", flush=True)
 
 

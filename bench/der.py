@@ -111,6 +111,19 @@ def der_counts(ref, hyp, duration: float) -> dict:
             "false_alarm": int(((r < 0) & (h >= 0)).sum()), "confusion": int(both.sum()) - matched}
 
 
+def score(data, hyps) -> tuple[int, float, list[int]]:
+    """(files whose speaker count is right, pooled DER, counts found) of hypotheses for cached files
+    (dicts with "k" voices, "ref" turns, "dur" seconds): bench/count_sweep.py's and count_levers.py's table."""
+    tot = {"speech": 0.0, "miss": 0.0, "false_alarm": 0.0, "confusion": 0.0}
+    found = []
+    for f, hyp in zip(data, hyps):
+        for k, v in der_counts(f["ref"], hyp, f["dur"]).items():
+            tot[k] += v
+        found.append(len({h[2] for h in hyp}))
+    ok = sum(x == f["k"] for x, f in zip(found, data))
+    return ok, (tot["miss"] + tot["false_alarm"] + tot["confusion"]) / tot["speech"], found
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--files", type=int, default=12)
