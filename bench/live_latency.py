@@ -364,19 +364,16 @@ def main(argv=None):
         ss = [make_stream(a.concurrent_seconds, seed=10 + i) for i in range(n)]
         events, fed, t0, drain = run_streams(eng, ss, opts)
         fins, parts, miss = [], [], 0
+        early, late = [], []   # each stream's first and last third of finals: a backlog that grows shows there
         for (xx, uu), ev in zip(ss, events):
             la = latencies(ev, fed, uu)
             fins += la["final"]
             parts += la["first_partial"]
             miss += la["missing"]
+            k = max(1, len(la["final"]) // 3)
+            early += la["final"][:k]
+            late += la["final"][-k:]
         dur = max(xx.size for xx, _ in ss) / SR
-        # behind = a backlog that grows: later finals later than the first ones, or a long drain at the end
-        early, late = [], []
-        for (xx, uu), ev in zip(ss, events):
-            la = latencies(ev, fed, uu)["final"]
-            k = len(la) // 3
-            early += la[:max(1, k)]
-            late += la[len(la) - max(1, k):]
         holds = bool(bool(fins) and miss == 0 and drain <= a.behind and med(late) <= med(early) + 1.0)
         conc.append({"streams": n, "final_median": med(fins), "first_third_median": med(early),
                      "last_third_median": med(late), "final_max": max(fins) if fins else None,

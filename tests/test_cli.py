@@ -44,14 +44,15 @@ def test_exit_skips_teardown_after_what_a_normal_exit_does():
     """cli_main ends the process with os._exit (the interpreter's teardown skipped) once Python's and C's stdio
     are flushed and the atexit handlers have run, keeping the exit code; with another thread still running the
     exit is the normal one (the thread finishes)."""
-    code = ("import atexit, ctypes, os, sys, threading, time\n"
+    code = ("import atexit, ctypes, os, sys, threading\n"
             "real = os._exit\n"
             "def fake(n): os.write(1, b'os._exit %d\\n' % n); real(n)\n"
             "os._exit = fake\n"
             "atexit.register(lambda: print('atexit ran'))\n"
             "ctypes.CDLL(None).printf(b'c stdio\\n')\n"
-            "if sys.argv[1] == 'thread':\n"
-            "    threading.Thread(target=lambda: (time.sleep(1), print('thread done'))).start()\n"
+            "if sys.argv[1] == 'thread':\n"   # alive until the interpreter's shutdown begins, then done
+            "    ev = threading.Event(); threading._register_atexit(ev.set)\n"
+            "    threading.Thread(target=lambda: (ev.wait(60), print('thread done'))).start()\n"
             "from asrgguf.cli import cli_main\n"
             "sys.argv = ['asrgguf'] + sys.argv[2:]\n"
             "cli_main()\n")
